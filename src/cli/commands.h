@@ -1,0 +1,15 @@
+// understudyctl subcommands. Each registers itself on the CLI11 app and returns the process exit code:
+// 0 success, 1 the thing checked is invalid or failed, 2 bad usage or unreadable input.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace understudy::cli {
+
+using Action = std::function<int()>;
+
+void add_check_command(CLI::App &app, Action &action);
+void add_lookup_command(CLI::App &app, Action &action);
+
+}  // namespace understudy::cli

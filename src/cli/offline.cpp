@@ -1,0 +1,143 @@
+// Offline subcommands: check a config file, and explain where flows go without a running daemon.
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "core/lookup.h"
+
+namespace understudy::cli {
+
+void add_check_command(CLI::App &app, Action &action)
+{
+    auto *cmd = app.add_subcommand("check", "Validate a config file; exit 0 when valid, 1 with every problem otherwise");
+    auto path = std::make_shared<std::string>();
+    cmd->add_option("--config,-c", *path, "config file")->required();
+    cmd->callback([&action, path] {
+        action = [path] {
+            auto config = load_config(*path);
+            if (!config) {
+                std::cerr << config.error() << "\n";
+                return 1;
+            }
+            size_t backends = 0;
+            for (const auto &p : config->pools)
+                backends += p.backends.size();
+            std::cout << *path << ": valid (" << config->pools.size() << " pools, " << backends << " backends, "
+                      << config->vips.size() << " VIPs)\n";
+            return 0;
+        };
+    });
+}
+
+struct LookupOptions {
+    std::string config, vip, src, down;
+    bool batch = false, json = false;
+};
+
+static std::string describe(const Pool &pool, uint32_t id, const Lookup &lookup)
+{
+    for (const Backend &b : pool.backends) {
+        if (b.id != id)
+            continue;
+        std::string s = std::to_string(id) + " (" + b.address.str() + ")";
+        if (b.state != AdminState::enabled)
+            s += " " + std::string(to_string(b.state));
+        if (!lookup.operational(b))
+            s += " not operational";
+        return s;
+    }
+    return std::to_string(id);
+}
+
+static void print_human(const LookupResult &r, const Endpoint &client, const Lookup &lookup)
+{
+    const Vip &vip = *r.vip;
+    Endpoint vip_ep{vip.address, vip.port};
+    std::cout << "vip           " << vip_ep.str() << "/" << to_string(vip.protocol) << "  pool " << r.pool->name
+              << ", affinity " << to_string(vip.affinity) << ", method " << to_string(vip.method) << "\n"
+              << "client        " << client.str() << "\n"
+              << "session hash  " << hex16(r.session_hash) << "\n"
+              << "bucket        " << r.bucket << " of " << (1u << r.pool->table_bits) << "\n"
+              << "ordering     ";
+    for (uint32_t id : r.ordering)
+        std::cout << " " << id;
+    std::cout << "\nprimary       " << (r.primary ? describe(*r.pool, *r.primary, lookup) : "none (empty pool)")
+              << "\nserving       " << (r.serving ? describe(*r.pool, *r.serving, lookup) : "none: no server is operational")
+              << "\n";
+}
+
+static int run_lookup(const LookupOptions &o)
+{
+    auto config = load_config(o.config);
+    if (!config) {
+        std::cerr << config.error() << "\n";
+        return 2;
+    }
+    std::set<uint32_t> down;
+    if (!o.down.empty()) {
+        auto ids = parse_id_list(o.down);
+        if (!ids) {
+            std::cerr << "--down: " << ids.error() << "\n";
+            return 2;
+        }
+        down = *ids;
+    }
+    Lookup lookup(*config, down);
+
+    if (o.batch) {
+        std::ios::sync_with_stdio(false);
+        std::string line;
+        int rc = 0;
+        while (std::getline(std::cin, line)) {
+            auto r = lookup.lookup_line(line);
+            if (r) {
+                std::cout << to_json(*r).dump() << "\n";
+            } else {
+                std::cout << nlohmann::ordered_json{{"error", r.error()}}.dump() << "\n";
+                rc = 1;
+            }
+        }
+        return rc;
+    }
+
+    if (o.vip.empty() || o.src.empty()) {
+        std::cerr << "lookup: give --vip ADDR:PORT/PROTO and --src ADDR:PORT, or --batch\n";
+        return 2;
+    }
+    auto vip = parse_vip_spec(o.vip);
+    if (!vip) {
+        std::cerr << "--vip: " << vip.error() << "\n";
+        return 2;
+    }
+    auto client = Endpoint::parse(o.src);
+    if (!client) {
+        std::cerr << "--src: " << client.error() << "\n";
+        return 2;
+    }
+    auto r = lookup.lookup(vip->first, vip->second, *client);
+    if (!r) {
+        std::cerr << r.error() << "\n";
+        return 1;
+    }
+    if (o.json)
+        std::cout << to_json(*r).dump() << "\n";
+    else
+        print_human(*r, *client, lookup);
+    return 0;
+}
+
+void add_lookup_command(CLI::App &app, Action &action)
+{
+    auto *cmd = app.add_subcommand("lookup", "Show the session hash, bucket, ordering, primary and serving server of a flow");
+    auto o = std::make_shared<LookupOptions>();
+    cmd->add_option("--config,-c", o->config, "config file")->required();
+    cmd->add_option("--vip", o->vip, "VIP as ADDR:PORT/PROTO, IPv6 as [ADDR]:PORT/PROTO");
+    cmd->add_option("--src", o->src, "client as ADDR:PORT, IPv6 as [ADDR]:PORT");
+    cmd->add_option("--down", o->down, "server IDs to treat as not operational, comma-separated");
+    cmd->add_flag("--batch", o->batch, "read 'SRC_ADDR SRC_PORT DST_ADDR DST_PORT PROTO' lines from stdin, write JSON lines");
+    cmd->add_flag("--json", o->json, "print one JSON object");
+    cmd->callback([&action, o] { action = [o] { return run_lookup(*o); }; });
+}
+
+}  // namespace understudy::cli

@@ -1,0 +1,133 @@
+// The configuration model: what config.toml says, validated. Loading never changes anything running;
+// the daemon swaps in a new Config only when load_config() succeeded whole. Reference: docs/configuration.md.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "address.h"
+#include "result.h"
+
+namespace understudy {
+
+enum class AdminState { enabled, drain, disabled };
+enum class Method { gue, ipip, l2dsr };
+enum class Affinity { flow, client };
+enum class Protocol : uint8_t { tcp = 6, udp = 17 };
+enum class ProbeKind { none, tcp, http, udp };
+enum class NonVipPolicy { kernel, drop };
+
+constexpr uint32_t kMaxWeight = 65535;
+constexpr uint32_t kMinTableBits = 8;
+constexpr uint32_t kMaxTableBits = 24;
+constexpr size_t kMaxBackendsPerPool = 65535;  // table entries are 16-bit indices, one value is reserved
+
+// Health probe settings. [health] gives defaults, [pool.health] overrides them per pool and
+// [pool.backend.health] per backend: each level names only the fields it changes.
+struct HealthConfig {
+    ProbeKind kind = ProbeKind::tcp;
+    uint16_t port = 0;                  // 0: the port of the first VIP using the pool
+    std::string http_path = "/";        // kind = http
+    uint16_t http_status_min = 200;     // kind = http: "expect" = "200-399"
+    uint16_t http_status_max = 399;
+    std::string udp_payload = "ping";   // kind = udp: sent as is
+    std::string udp_expect;             // kind = udp: reply must start with this ("" = any reply)
+    uint32_t interval_ms = 1000;
+    uint32_t timeout_ms = 500;          // must be <= interval_ms
+    uint32_t rise = 2;                  // consecutive successes to come up
+    uint32_t fall = 3;                  // consecutive failures to go down
+    std::optional<Address> source;      // probe source address (bind before connect)
+};
+
+struct Backend {
+    uint32_t id = 0;                    // stable, unique within the pool, 1..2^32-2
+    Address address;
+    uint32_t weight = 100;              // 0..kMaxWeight, 0 = drain
+    AdminState state = AdminState::enabled;
+    std::optional<std::array<uint8_t, 6>> mac;  // next-hop MAC for l2dsr (else from the neighbour table)
+    HealthConfig health;                // effective settings after overrides
+    int line = 0;                       // where it was declared, for later messages
+};
+
+struct Pool {
+    std::string name;
+    uint32_t table_bits = 20;
+    HealthConfig health;                // effective pool-level settings
+    std::vector<Backend> backends;
+    int line = 0;
+};
+
+struct Vip {
+    Address address;
+    uint16_t port = 0;
+    Protocol protocol = Protocol::tcp;
+    std::string pool;
+    Method method = Method::gue;
+    Affinity affinity = Affinity::flow;
+    bool conn_table = true;             // keep established flows on the server they started on
+    uint32_t conn_idle_timeout_s = 300; // forget a flow after this much silence
+    int line = 0;
+};
+
+struct PortConfig {
+    std::string name;                   // for logs and stats
+    std::string devargs;                // any PMD: "net_af_xdp0,iface=eth0", "0000:3b:00.0", ...
+    uint16_t rx_queues = 1;             // one worker per RX queue
+};
+
+struct DataplaneConfig {
+    std::vector<std::string> eal_args;  // passed to rte_eal_init as is
+    std::vector<PortConfig> ports;
+    std::vector<unsigned> worker_lcores; // one per RX queue over all ports, in order
+    std::optional<Address> source_v4;   // outer source of encapsulated packets
+    std::optional<Address> source_v6;
+    std::optional<std::array<uint8_t, 6>> gateway_mac;  // static next hop for encapsulated packets
+    NonVipPolicy non_vip = NonVipPolicy::kernel;
+    std::string exception_iface = "understudy0";  // net_tap interface of the exception path
+    uint32_t conn_table_size = 1u << 20;          // entries per worker lcore
+    uint8_t hop_budget = 2;             // forwards a packet may still take after the balancer
+};
+
+struct ControlConfig {
+    std::string socket = "/run/understudy/understudy.sock";
+    std::string socket_group;           // "" = root's group
+    std::string metrics = "127.0.0.1:9273";  // Prometheus endpoint, "" = off
+};
+
+struct Config {
+    std::string path;                   // file it came from
+    std::array<uint8_t, 16> secret{};
+    HealthConfig health;                // global defaults
+    std::vector<Pool> pools;
+    std::vector<Vip> vips;
+    DataplaneConfig dataplane;
+    ControlConfig control;
+
+    const Pool *find_pool(std::string_view name) const;
+    const Vip *find_vip(const Address &address, uint16_t port, Protocol protocol) const;
+};
+
+// Parses and validates a whole file. On error, the message holds one line per problem, each
+// "FILE:LINE: FIELD: what is wrong".
+Result<Config> load_config(const std::string &path);
+Result<Config> parse_config(std::string_view text, const std::string &path_for_messages);
+
+// Re-checks a model built or changed in code (the control API goes through this too).
+Status validate_config(const Config &config);
+
+std::string_view to_string(AdminState);
+std::string_view to_string(Method);
+std::string_view to_string(Affinity);
+std::string_view to_string(Protocol);
+std::string_view to_string(ProbeKind);
+Result<AdminState> parse_admin_state(std::string_view);
+Result<Method> parse_method(std::string_view);
+Result<Affinity> parse_affinity(std::string_view);
+Result<Protocol> parse_protocol(std::string_view);
+Result<ProbeKind> parse_probe_kind(std::string_view);
+
+}  // namespace understudy

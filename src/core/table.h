@@ -1,0 +1,84 @@
+// The table builder: for one pool, the immutable per-bucket entries the fast path reads (primary, serving,
+// previous serving), built in parallel at start-up and patched incrementally when one backend changes.
+//
+// Per bucket it keeps the best kTop servers of the ordering with their scores. serving is the first
+// operational one of those; only when all of them are down does a bucket need its full ordering again.
+// A weight change or a new backend costs one hash per bucket; a health change costs a scan of the cache.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "ordering.h"
+#include "us_key.h"
+
+namespace understudy {
+
+struct Member {
+    uint32_t id = 0;
+    uint32_t weight = 0;       // effective weight: 0 while draining
+    bool operational = false;  // health up and not disabled
+    bool present = false;      // false for a free slot
+};
+
+class PoolTable {
+  public:
+    static constexpr int kTop = 4;
+
+    PoolTable(const Secret &secret, uint32_t table_bits);
+
+    // Full build; the members' positions become their slots (the indices the entries hold).
+    // threads = 0 uses every CPU.
+    void build(std::vector<Member> members, unsigned threads = 0);
+
+    // Incremental changes. Each returns the buckets whose entry changed (for patching a published copy).
+    const std::vector<uint32_t> &set_operational(uint32_t slot, bool operational);
+    const std::vector<uint32_t> &set_weight(uint32_t slot, uint32_t weight);
+    const std::vector<uint32_t> &remove(uint32_t slot);
+    // Returns the slot given to the new member; the changed buckets are in last_changes().
+    uint32_t add(const Member &member);
+
+    const std::vector<uint32_t> &last_changes() const { return changed_; }
+    std::span<const us_bucket_entry> entries() const { return entries_; }
+    const std::vector<Member> &members() const { return members_; }
+    uint32_t table_bits() const { return table_bits_; }
+    uint32_t buckets() const { return 1u << table_bits_; }
+    size_t memory_bytes() const;
+
+  private:
+    struct Candidate {
+        double score;
+        uint64_t u;
+        uint32_t slot;
+    };
+    struct Scratch {
+        std::vector<uint64_t> u;
+    };
+
+    struct Choice {
+        uint16_t primary;
+        uint16_t serving;
+    };
+    Choice compute_bucket(uint32_t bucket, Scratch &scratch);
+    void compute_range(uint32_t first, uint32_t last);
+    uint16_t serving_from_top(uint32_t bucket, Scratch &scratch);
+    uint16_t serving_by_scan(uint32_t bucket, Scratch &scratch);
+    void refresh_dense();
+    void update_member_score(uint32_t slot, uint32_t weight, bool was_present);
+    void commit(uint32_t bucket, uint16_t primary, uint16_t serving);
+    Rank rank_of(uint32_t bucket, uint32_t k) const;
+    bool overflowed(uint32_t bucket) const;
+
+    Secret secret_;
+    uint32_t table_bits_;
+    std::vector<Member> members_;
+    std::vector<uint32_t> dense_ids_;    // ids of present members, for whole-bucket scans
+    std::vector<uint16_t> dense_slots_;  // their slots
+    std::vector<us_bucket_entry> entries_;
+    std::vector<double> top_score_;      // kTop per bucket, best first
+    std::vector<uint16_t> top_slot_;     // US_NO_SERVER past the end when fewer than kTop members
+    std::vector<uint32_t> changed_;
+};
+
+}  // namespace understudy

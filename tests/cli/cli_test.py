@@ -1,0 +1,219 @@
+#!/usr/bin/python3
+"""understudyctl check and lookup, run as a process, against the independent oracle tools/ordering_ref.py."""
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import unittest
+
+CTL = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cli/understudyctl"
+ROOT = os.environ.get("UNDERSTUDY_SOURCE_ROOT", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ORACLE = os.path.join(ROOT, "tools", "ordering_ref.py")
+
+CONFIG = """
+[cluster]
+secret = "00112233445566778899aabbccddeeff"
+
+[[pool]]
+name = "web"
+table_bits = 16
+  [[pool.backend]]
+  id = 1
+  address = "10.0.1.11"
+  [[pool.backend]]
+  id = 2
+  address = "10.0.1.12"
+  weight = 200
+  [[pool.backend]]
+  id = 3
+  address = "10.0.1.13"
+  state = "drain"
+  [[pool.backend]]
+  id = 4
+  address = "10.0.1.14"
+  weight = 50
+  [[pool.backend]]
+  id = 7
+  address = "10.0.1.17"
+  state = "disabled"
+
+[[pool]]
+name = "dns"
+table_bits = 12
+  [[pool.backend]]
+  id = 1
+  address = "2001:db8:1::1"
+  [[pool.backend]]
+  id = 9
+  address = "2001:db8:1::9"
+  weight = 300
+
+[[vip]]
+address = "192.0.2.10"
+port = 80
+protocol = "tcp"
+pool = "web"
+
+[[vip]]
+address = "192.0.2.10"
+port = 443
+protocol = "tcp"
+pool = "web"
+affinity = "client"
+
+[[vip]]
+address = "2001:db8::53"
+port = 53
+protocol = "udp"
+pool = "dns"
+"""
+
+
+def run(*args, stdin=None):
+    return subprocess.run([CTL, *args], input=stdin, capture_output=True, text=True, timeout=120)
+
+
+class CtlTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.config = os.path.join(cls.dir.name, "understudy.toml")
+        with open(cls.config, "w") as f:
+            f.write(CONFIG)
+
+    def write(self, name, text):
+        path = os.path.join(self.dir.name, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_check_valid(self):
+        r = run("check", "--config", self.config)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("valid", r.stdout)
+
+    def test_check_example_config(self):
+        r = run("check", "--config", os.path.join(ROOT, "conf", "understudy.toml"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_check_invalid_names_file_line_field(self):
+        bad = CONFIG.replace('secret = "00112233445566778899aabbccddeeff"', 'secret = "0011"')
+        bad = bad.replace('  weight = 50\n', '  weight = 70000\n')
+        path = self.write("bad.toml", bad)
+        r = run("check", "--config", path)
+        self.assertEqual(r.returncode, 1)
+        lines = r.stderr.strip().splitlines()
+        text = bad.splitlines()
+        secret_line = next(i for i, l in enumerate(text, 1) if l.startswith("secret"))
+        weight_line = next(i for i, l in enumerate(text, 1) if "70000" in l)
+        self.assertTrue(any(l.startswith(f"{path}:{secret_line}: cluster.secret:") for l in lines), r.stderr)
+        self.assertTrue(any(l.startswith(f"{path}:{weight_line}: pool[0].backend[3].weight:") for l in lines), r.stderr)
+
+    def test_check_missing_file(self):
+        r = run("check", "--config", "/nonexistent/understudy.toml")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("/nonexistent/understudy.toml", r.stderr)
+
+    def test_usage_error_exit_2(self):
+        self.assertEqual(run("lookup").returncode, 2)
+        self.assertEqual(run("frobnicate").returncode, 2)
+        r = run("lookup", "--config", self.config, "--vip", "192.0.2.10:80", "--src", "1.2.3.4:5")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("ADDR:PORT/PROTO", r.stderr)
+
+    def oracle(self, lines, down=None):
+        args = ["/usr/bin/python3", ORACLE, "lookup", "--config", self.config]
+        if down:
+            args += ["--down", down]
+        r = subprocess.run(args, input=lines, capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.stderr, "")
+        return [json.loads(l) for l in r.stdout.splitlines()]
+
+    def random_lines(self, n, seed):
+        rng = random.Random(seed)
+        out = []
+        for _ in range(n):
+            kind = rng.random()
+            if kind < 0.45:
+                out.append(f"198.51.{rng.randrange(256)}.{rng.randrange(256)} {rng.randrange(65536)} 192.0.2.10 80 tcp")
+            elif kind < 0.6:
+                out.append(f"203.0.113.{rng.randrange(256)} {rng.randrange(65536)} 192.0.2.10 443 tcp")
+            elif kind < 0.95:
+                out.append(f"2001:db8:{rng.randrange(65536):x}::{rng.randrange(65536):x} {rng.randrange(65536)} 2001:db8::53 53 udp")
+            else:
+                out.append(rng.choice(["garbage", "1.2.3.4 5 192.0.2.99 80 tcp", "1.2.3.4 70000 192.0.2.10 80 tcp",
+                                       "1.2.3.4 5 192.0.2.10 80 sctp", ""]))
+        return "\n".join(out) + "\n"
+
+    def test_batch_matches_oracle(self):
+        lines = self.random_lines(20000, 1)
+        for down in (None, "2", "1,2,4"):
+            args = ["lookup", "--config", self.config, "--batch"] + (["--down", down] if down else [])
+            r = run(*args, stdin=lines)
+            got = [json.loads(l) for l in r.stdout.splitlines()]
+            want = self.oracle(lines, down)
+            self.assertEqual(len(got), len(lines.splitlines()))
+            self.assertEqual(len(got), len(want))
+            errors = 0
+            for i, (g, w) in enumerate(zip(got, want)):
+                if "error" in w:
+                    self.assertEqual(list(g.keys()), ["error"], f"line {i}: {g}")
+                    errors += 1
+                else:
+                    self.assertEqual(list(g.keys()), ["session_hash", "bucket", "ordering", "primary", "serving"])
+                    self.assertEqual(g, w, f"line {i} down={down}")
+            self.assertGreater(errors, 0)
+            self.assertEqual(r.returncode, 1, "a batch with bad lines exits 1")
+
+    def test_batch_100k_lines(self):
+        lines = "".join(f"198.51.{i // 256 % 256}.{i % 256} {1024 + i % 60000} 192.0.2.10 80 tcp\n" for i in range(100000))
+        r = run("lookup", "--config", self.config, "--batch", stdin=lines)
+        self.assertEqual(r.returncode, 0, r.stderr[:500])
+        self.assertEqual(len(r.stdout.splitlines()), 100000)
+
+    def test_single_lookup_human_and_json(self):
+        r = run("lookup", "--config", self.config, "--vip", "192.0.2.10:80/tcp", "--src", "198.51.100.7:40000", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout)
+        want = self.oracle("198.51.100.7 40000 192.0.2.10 80 tcp\n")[0]
+        self.assertEqual(got, want)
+        h = run("lookup", "--config", self.config, "--vip", "192.0.2.10:80/tcp", "--src", "198.51.100.7:40000")
+        self.assertEqual(h.returncode, 0)
+        self.assertIn(want["session_hash"], h.stdout)
+        self.assertIn(f"bucket        {want['bucket']} of 65536", h.stdout)
+
+    def test_ipv6_vip_and_down(self):
+        spec = ["--vip", "[2001:db8::53]:53/udp", "--src", "[2001:db8:5::1]:5353", "--json"]
+        base = json.loads(run("lookup", "--config", self.config, *spec).stdout)
+        primary = base["primary"]
+        down = json.loads(run("lookup", "--config", self.config, *spec, "--down", str(primary)).stdout)
+        self.assertEqual(down["primary"], primary)
+        self.assertNotEqual(down["serving"], primary)
+        self.assertEqual(down["serving"], [i for i in base["ordering"] if i != primary][0])
+        both = json.loads(run("lookup", "--config", self.config, *spec, "--down", "1,9").stdout)
+        self.assertIsNone(both["serving"])
+
+    def test_disabled_never_serves_and_drain_sorts_last(self):
+        lines = self.random_lines(3000, 2)
+        for l in run("lookup", "--config", self.config, "--batch", stdin=lines).stdout.splitlines():
+            o = json.loads(l)
+            if "error" in o or 7 not in o["ordering"]:
+                continue  # the dns pool
+            self.assertNotEqual(o["serving"], 7)
+            self.assertEqual(o["ordering"][-1], 3, "a draining server (weight 0) sorts after all others")
+
+    def test_unknown_vip(self):
+        r = run("lookup", "--config", self.config, "--vip", "192.0.2.99:80/tcp", "--src", "1.2.3.4:5")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no VIP 192.0.2.99:80/tcp", r.stderr)
+
+    def test_bad_down_list(self):
+        r = run("lookup", "--config", self.config, "--batch", "--down", "1,x")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("'x' is not a server ID", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
