@@ -111,6 +111,18 @@ void BucketHasher::hash_many(const uint32_t *ids, uint64_t *out, size_t n) const
     hash_lanes(after_bucket_, ids, out, n);
 }
 
+uint32_t pool_digest(const Secret &secret, std::span<const ServerRef> servers)
+{
+    std::vector<ServerRef> sorted(servers.begin(), servers.end());
+    std::sort(sorted.begin(), sorted.end(), [](const ServerRef &a, const ServerRef &b) { return a.id < b.id; });
+    std::vector<uint8_t> bytes;
+    for (const ServerRef &s : sorted)
+        for (uint32_t v : {s.id, s.weight})
+            for (int i = 0; i < 4; i++)
+                bytes.push_back(uint8_t(v >> (8 * i)));
+    return uint32_t(siphash13(secret, bytes));
+}
+
 std::vector<uint32_t> ordering(const Secret &secret, uint32_t bucket, std::span<const ServerRef> servers)
 {
     std::vector<Rank> ranks(servers.size());

@@ -56,6 +56,11 @@ inline bool ranks_before(const Rank &a, const Rank &b)
     return a.id < b.id;
 }
 
+// A pool's membership and effective weights, as GUE packets carry it so that receivers can tell when
+// their view differs: SipHash-1-3 over le32(id) || le32(weight) for each server in ascending id order,
+// low 32 bits.
+uint32_t pool_digest(const Secret &secret, std::span<const ServerRef> servers);
+
 // Positions into servers, best first.
 std::vector<uint32_t> ordering(const Secret &secret, uint32_t bucket, std::span<const ServerRef> servers);
 

@@ -8,6 +8,16 @@
 
 namespace understudy {
 
+std::vector<Member> members_of(const Pool &pool, const std::set<uint32_t> &down)
+{
+    std::vector<Member> members;
+    for (const Backend &b : pool.backends) {
+        members.push_back(Member{b.id, b.state == AdminState::drain ? 0u : b.weight,
+                                 b.state != AdminState::disabled && !down.count(b.id), true});
+    }
+    return members;
+}
+
 PoolTable::PoolTable(const Secret &secret, uint32_t table_bits) : secret_(secret), table_bits_(table_bits) {}
 
 size_t PoolTable::memory_bytes() const

@@ -7,9 +7,11 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <span>
 #include <vector>
 
+#include "config.h"
 #include "ordering.h"
 #include "us_key.h"
 
@@ -21,6 +23,10 @@ struct Member {
     bool operational = false;  // health up and not disabled
     bool present = false;      // false for a free slot
 };
+
+// The members of a config pool, slot = position in the config: effective weight 0 while draining,
+// operational unless disabled or listed in down.
+std::vector<Member> members_of(const Pool &pool, const std::set<uint32_t> &down);
 
 class PoolTable {
   public:

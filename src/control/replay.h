@@ -1,0 +1,20 @@
+// understudy replay: the real pipeline (EAL, net_pcap port, a worker lcore) over a capture.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace understudy {
+
+struct ReplayOptions {
+    std::string config, in, out, down;
+    bool json = false;
+    std::vector<std::string> eal_args;  // replaces the defaults when given
+};
+
+int run_replay(const ReplayOptions &options);
+
+// Packets in a pcap file (classic format, either byte order), or -1 with a message in error.
+long count_pcap_records(const std::string &path, std::string &error);
+
+}  // namespace understudy

@@ -1,0 +1,83 @@
+// Formatting of the summed statistics for understudy replay (and later the control API).
+#include "report.h"
+
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+namespace understudy {
+
+static std::string vip_name(const Vip &v)
+{
+    return Endpoint{v.address, v.port}.str() + "/" + std::string(to_string(v.protocol));
+}
+
+nlohmann::ordered_json stats_json(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats)
+{
+    nlohmann::ordered_json j;
+    for (int c = 0; c < US_CTR_MAX; c++)
+        j["counters"][std::string(dp::counter_name(c))] = stats.counters[c];
+    for (int d = 0; d < US_DROP_MAX; d++)
+        j["drops"][std::string(dp::drop_name(d))] = stats.drops[d];
+    j["vips"] = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < config.vips.size() && i < dp::kMaxVips; i++) {
+        const Vip &v = config.vips[i];
+        j["vips"].push_back({{"vip", vip_name(v)}, {"pool", v.pool}, {"packets", stats.vip_packets[i]},
+                             {"bytes", stats.vip_bytes[i]}});
+    }
+    j["backends"] = nlohmann::ordered_json::array();
+    for (size_t p = 0; p < config.pools.size() && p < snapshot.backends.size(); p++) {
+        for (const dp::Backend &b : snapshot.backends[p]) {
+            if (b.id == 0)
+                continue;  // a free slot
+            Address a;
+            std::memcpy(a.bytes.data(), b.addr, 16);
+            j["backends"].push_back({{"pool", config.pools[p].name}, {"id", b.id}, {"address", a.str()},
+                                     {"operational", bool(b.operational)},
+                                     {"packets", stats.backend_packets[b.stat_index]},
+                                     {"bytes", stats.backend_bytes[b.stat_index]}});
+        }
+    }
+    return j;
+}
+
+std::string stats_text(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats)
+{
+    std::ostringstream out;
+    auto j = stats_json(config, snapshot, stats);
+    char line[160];
+    out << "counters\n";
+    for (auto &[name, value] : j["counters"].items()) {
+        snprintf(line, sizeof line, "  %-20s %12llu\n", name.c_str(), (unsigned long long)value.get<uint64_t>());
+        out << line;
+    }
+    out << "drops (non-zero)\n";
+    bool any = false;
+    for (auto &[name, value] : j["drops"].items()) {
+        if (value.get<uint64_t>() == 0)
+            continue;
+        any = true;
+        snprintf(line, sizeof line, "  %-20s %12llu\n", name.c_str(), (unsigned long long)value.get<uint64_t>());
+        out << line;
+    }
+    if (!any)
+        out << "  none\n";
+    out << "vips\n";
+    for (auto &v : j["vips"]) {
+        snprintf(line, sizeof line, "  %-28s pool %-10s %10llu pkts %12llu bytes\n", v["vip"].get<std::string>().c_str(),
+                 v["pool"].get<std::string>().c_str(), (unsigned long long)v["packets"].get<uint64_t>(),
+                 (unsigned long long)v["bytes"].get<uint64_t>());
+        out << line;
+    }
+    out << "backends\n";
+    for (auto &b : j["backends"]) {
+        snprintf(line, sizeof line, "  %-10s id %-6u %-24s %-4s %10llu pkts %12llu bytes\n",
+                 b["pool"].get<std::string>().c_str(), b["id"].get<uint32_t>(), b["address"].get<std::string>().c_str(),
+                 b["operational"].get<bool>() ? "up" : "down", (unsigned long long)b["packets"].get<uint64_t>(),
+                 (unsigned long long)b["bytes"].get<uint64_t>());
+        out << line;
+    }
+    return out.str();
+}
+
+}  // namespace understudy

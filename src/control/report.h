@@ -1,0 +1,16 @@
+// Statistics as people and scripts read them: per-lcore counters summed, with VIP and backend names.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/config.h"
+#include "dataplane/snapshot.h"
+#include "dataplane/stats.h"
+
+namespace understudy {
+
+nlohmann::ordered_json stats_json(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats);
+std::string stats_text(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats);
+
+}  // namespace understudy

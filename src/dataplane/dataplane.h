@@ -1,0 +1,70 @@
+// The data plane as the control code sees it: EAL, ports, the exception-path taps, worker lcores, RCU
+// publication of snapshots, and the statistics sum. Cold code; the hot loop is in worker.cpp.
+#pragma once
+
+#include <rte_ether.h>
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "snapshot.h"
+#include "stats.h"
+#include "worker.h"
+
+namespace understudy::dp {
+
+struct PortSpec {
+    std::string name;
+    std::string devargs;
+    uint16_t rx_queues = 1;
+    bool exception_tap = false;  // create a net_tap for non-VIP traffic
+    std::string tap_iface;
+};
+
+struct DataplaneOptions {
+    std::vector<std::string> eal_args;  // after argv[0]; devices are added from ports
+    std::vector<PortSpec> ports;
+    std::vector<unsigned> worker_lcores; // empty: every worker lcore EAL has, in order
+    NonVipPolicy non_vip = NonVipPolicy::kernel;
+    uint32_t conn_table_size = 1u << 20;
+    uint64_t stop_after_rx = 0;          // replay: each worker returns after this many packets
+};
+
+class Dataplane {
+  public:
+    ~Dataplane();
+
+    // EAL, mempool, ports, taps, workers' state. Errors name the port or the EAL step.
+    Status init(const DataplaneOptions &options);
+    rte_ether_addr port_mac(size_t port = 0) const;
+    // Publishes s and frees the one it replaces after every worker has passed a quiescent state.
+    void publish(std::unique_ptr<Snapshot> s);
+    const Snapshot *current() const { return snapshot_.load(std::memory_order_acquire); }
+    Status start();       // launches the workers
+    void wait();          // replay: returns when every worker has returned
+    void stop();          // asks workers to return and waits for them
+    void close();         // stops ports (flushes pcap output) and the EAL
+    StatsTotal stats() const;
+    uint64_t conn_occupancy() const;
+    size_t workers() const { return workers_.size(); }
+
+  private:
+    Status setup_port(uint16_t port, uint16_t queues, bool tx_only_tap);
+
+    std::vector<std::unique_ptr<Worker>> workers_;
+    std::vector<unsigned> lcores_;
+    std::vector<uint16_t> port_ids_;
+    std::vector<uint16_t> tap_ids_;
+    rte_mempool *pool_ = nullptr;
+    rte_rcu_qsbr *rcu_ = nullptr;
+    std::atomic<const Snapshot *> snapshot_{nullptr};
+    std::atomic<bool> stop_{false};
+    bool eal_ = false, running_ = false, ports_started_ = false;
+};
+
+}  // namespace understudy::dp

@@ -1,0 +1,58 @@
+// Summing per-lcore counters, and their names from the X-macro lists.
+#include "stats.h"
+
+namespace understudy::dp {
+
+void StatsTotal::add(const LcoreStats &s)
+{
+    // Plain loads of counters another core is writing: each is a naturally aligned 64-bit word, so a
+    // read sees an old or a new value, never a torn one.
+    for (int i = 0; i < US_CTR_MAX; i++)
+        counters[i] += s.counters[i];
+    for (int i = 0; i < US_DROP_MAX; i++)
+        drops[i] += s.drops[i];
+    for (uint32_t i = 0; i < kMaxVips; i++) {
+        vip_packets[i] += s.vip_packets[i];
+        vip_bytes[i] += s.vip_bytes[i];
+    }
+    for (uint32_t i = 0; i < kMaxBackendStats; i++) {
+        backend_packets[i] += s.backend_packets[i];
+        backend_bytes[i] += s.backend_bytes[i];
+    }
+}
+
+uint64_t StatsTotal::total_drops() const
+{
+    uint64_t n = 0;
+    for (auto d : drops)
+        n += d;
+    return n;
+}
+
+static constexpr std::string_view kCounterNames[] = {
+#define US_X(name, help) #name,
+    US_COUNTERS(US_X)
+#undef US_X
+};
+static constexpr std::string_view kCounterHelp[] = {
+#define US_X(name, help) help,
+    US_COUNTERS(US_X)
+#undef US_X
+};
+static constexpr std::string_view kDropNames[] = {
+#define US_X(name, help) #name,
+    US_DROP_REASONS(US_X)
+#undef US_X
+};
+static constexpr std::string_view kDropHelp[] = {
+#define US_X(name, help) help,
+    US_DROP_REASONS(US_X)
+#undef US_X
+};
+
+std::string_view counter_name(int c) { return kCounterNames[c]; }
+std::string_view counter_help(int c) { return kCounterHelp[c]; }
+std::string_view drop_name(int r) { return kDropNames[r]; }
+std::string_view drop_help(int r) { return kDropHelp[r]; }
+
+}  // namespace understudy::dp

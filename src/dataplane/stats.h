@@ -1,0 +1,41 @@
+// Per-lcore counters: one cache-aligned block per worker, written only by it with plain stores, summed by
+// the control thread on demand. Names come from the X-macro lists in us_wire.h.
+#pragma once
+
+#include <rte_common.h>
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "snapshot.h"
+#include "us_wire.h"
+
+namespace understudy::dp {
+
+struct alignas(RTE_CACHE_LINE_SIZE) LcoreStats {
+    uint64_t counters[US_CTR_MAX];
+    uint64_t drops[US_DROP_MAX];
+    uint64_t vip_packets[kMaxVips];
+    uint64_t vip_bytes[kMaxVips];
+    uint64_t backend_packets[kMaxBackendStats];
+    uint64_t backend_bytes[kMaxBackendStats];
+};
+
+// A sum over lcores (or a copy of one).
+struct StatsTotal {
+    std::array<uint64_t, US_CTR_MAX> counters{};
+    std::array<uint64_t, US_DROP_MAX> drops{};
+    std::array<uint64_t, kMaxVips> vip_packets{}, vip_bytes{};
+    std::array<uint64_t, kMaxBackendStats> backend_packets{}, backend_bytes{};
+
+    void add(const LcoreStats &s);
+    uint64_t total_drops() const;
+};
+
+std::string_view counter_name(int counter);
+std::string_view counter_help(int counter);
+std::string_view drop_name(int reason);
+std::string_view drop_help(int reason);
+
+}  // namespace understudy::dp

@@ -1,0 +1,53 @@
+// A worker lcore: run to completion over one RX queue. Hot code lives in worker.cpp only.
+#pragma once
+
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "conn_table.h"
+#include "core/config.h"
+#include "snapshot.h"
+#include "stats.h"
+
+namespace understudy::dp {
+
+constexpr uint16_t kBurst = 32;
+constexpr uint16_t kNoPort = 0xffff;
+
+struct WorkerConfig {
+    uint16_t port = 0;      // RX queue `queue` of this port; packets leave by TX queue `queue` of it too
+    uint16_t queue = 0;
+    uint16_t tap_port = kNoPort;  // exception path: TX queue `queue` of the tap; RX only on worker 0
+    bool poll_tap = false;
+    unsigned rcu_id = 0;
+    NonVipPolicy non_vip = NonVipPolicy::kernel;
+    uint64_t stop_after_rx = 0;   // replay: return after this many packets (0 = until stopped)
+};
+
+struct Worker {
+    WorkerConfig cfg;
+    rte_rcu_qsbr *rcu = nullptr;
+    const std::atomic<const Snapshot *> *snapshot = nullptr;
+    const std::atomic<bool> *stop = nullptr;
+    uint64_t tick_hz = 1024;      // connection-table ticks per second
+    uint64_t tsc_per_tick = 1;
+    ConnTable conn;
+    LcoreStats stats;
+};
+
+// rte_eal_remote_launch entry point; arg is a Worker.
+int worker_main(void *arg);
+
+// One burst through the pipeline: parse, look up, rewrite. Packets to transmit go to tx, packets for the
+// kernel to exc; everything else is freed and counted. Exposed for tests and benchmarks.
+struct BurstResult {
+    uint16_t n_tx = 0;
+    uint16_t n_exc = 0;
+};
+BurstResult process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n, uint32_t now,
+                          rte_mbuf **tx, rte_mbuf **exc);
+
+}  // namespace understudy::dp
