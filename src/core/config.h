@@ -119,6 +119,11 @@ Result<Config> parse_config(std::string_view text, const std::string &path_for_m
 // Re-checks a model built or changed in code (the control API goes through this too).
 Status validate_config(const Config &config);
 
+// What the daemon needs on top of a valid config before it starts the data plane: at least one port,
+// and dataplane.source_v4/_v6 for every family a gue or ipip VIP encapsulates in. Kept apart from
+// validate_config() so that offline tools (understudyctl check/lookup) accept configs without [dataplane].
+Status validate_for_dataplane(const Config &config);
+
 std::string_view to_string(AdminState);
 std::string_view to_string(Method);
 std::string_view to_string(Affinity);
