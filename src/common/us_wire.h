@@ -60,6 +60,7 @@ struct us_gue_hdr {
     X(no_vip, "for no VIP and the non-VIP policy is drop")                                                 \
     X(no_server, "the VIP's pool has no operational server")                                               \
     X(too_big, "encapsulated packet would exceed the buffer")                                              \
+    X(no_next_hop, "no MAC known yet for the backend or gateway (neighbour table)")                        \
     X(tx_full, "the port's TX queue was full")                                                             \
     X(exception_full, "the exception path (kernel tap) was full or absent")
 

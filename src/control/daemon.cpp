@@ -60,6 +60,10 @@ int run_daemon(const DaemonOptions &o)
         std::cerr << loaded.error() << "\n";
         return 2;
     }
+    if (auto st = validate_for_dataplane(*loaded); !st) {
+        std::cerr << st.error() << "\n";
+        return 2;
+    }
     auto control = std::make_unique<Control>();
     control->config = std::move(*loaded);
     const Config &config = control->config;
@@ -94,6 +98,10 @@ int run_daemon(const DaemonOptions &o)
         control->tables.push_back(std::make_unique<PoolTable>(config.secret, pool.table_bits));
         control->tables.back()->build(members_of(pool, {}));
     }
+    for (const Pool &pool : config.pools)
+        for (const Backend &b : pool.backends)
+            if (!b.mac)
+                solicit_neighbor(b.address);
     control->neighbors = read_neighbors();
     if (auto st = control->publish(); !st) {
         log(st.error());
@@ -120,8 +128,13 @@ int run_daemon(const DaemonOptions &o)
                 break;
             }
         }
-        // Next hops learnt by the kernel since the last look (probes and ARP go through the exception path).
+        // Next hops learnt by the kernel since the last look (probes and ARP go through the exception path);
+        // ask the kernel to resolve the backends it does not know yet.
         auto neighbors = read_neighbors();
+        for (const Pool &pool : config.pools)
+            for (const Backend &b : pool.backends)
+                if (!b.mac && !config.dataplane.gateway_mac && !neighbors.count(b.address))
+                    solicit_neighbor(b.address);
         if (neighbors != control->neighbors) {
             control->neighbors = std::move(neighbors);
             if (auto st = control->publish(); !st)

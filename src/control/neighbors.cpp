@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+
 #include <cstring>
 
 namespace understudy {
@@ -69,6 +71,27 @@ std::map<Address, MacAddress> read_neighbors()
     }
     ::close(fd);
     return out;
+}
+
+void solicit_neighbor(const Address &address)
+{
+    int fd = socket(address.is_v4() ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (address.is_v4()) {
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(9);
+        std::memcpy(&sa.sin_addr, address.bytes.data() + 12, 4);
+        sendto(fd, "", 0, 0, reinterpret_cast<sockaddr *>(&sa), sizeof sa);
+    } else {
+        sockaddr_in6 sa{};
+        sa.sin6_family = AF_INET6;
+        sa.sin6_port = htons(9);
+        std::memcpy(&sa.sin6_addr, address.bytes.data(), 16);
+        sendto(fd, "", 0, 0, reinterpret_cast<sockaddr *>(&sa), sizeof sa);
+    }
+    ::close(fd);
 }
 
 }  // namespace understudy

@@ -15,4 +15,7 @@ using MacAddress = std::array<uint8_t, 6>;
 // Reachable, stale or permanent entries; incomplete and failed ones are left out.
 std::map<Address, MacAddress> read_neighbors();
 
+// Makes the kernel resolve address (ARP/ND) by sending it an empty UDP datagram to the discard port.
+void solicit_neighbor(const Address &address);
+
 }  // namespace understudy

@@ -88,6 +88,7 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, const std
             else if (options.resolve_mac)
                 mac = options.resolve_mac(cb->address);
             b.mac = mac ? *mac : default_backend_mac(m.id);
+            b.mac_known = mac.has_value() || !options.resolve_mac;
         }
         s->backends.push_back(std::move(backends));
         s->entries.emplace_back(t.entries().begin(), t.entries().end());

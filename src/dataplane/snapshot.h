@@ -24,6 +24,8 @@ struct Backend {
     uint32_t id;
     uint8_t ip_version;  // of its address: the outer header's family
     uint8_t operational;
+    uint8_t mac_known;   // 0 while the neighbour table has no entry: packets are dropped, not misdirected
+    uint8_t pad;
     uint16_t stat_index;
     uint8_t addr[16];
     rte_ether_addr mac;  // next hop towards it: its own (l2dsr, same segment) or the gateway's
@@ -80,6 +82,7 @@ struct SnapshotOptions {
     rte_ether_addr port_mac{};
     // Next-hop MAC of an address from the kernel's neighbour table, when the daemon has one.
     std::function<std::optional<rte_ether_addr>(const Address &)> resolve_mac;
+    // Without a resolver (replay), an unknown MAC becomes default_backend_mac() instead of a drop.
 };
 
 // The outer source addresses used when [dataplane] names none (documented in docs/dataplane.md).

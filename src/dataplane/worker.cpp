@@ -102,6 +102,10 @@ static inline int process_one(Worker &w, const Snapshot &s, rte_mbuf *m, uint32_
         return 0;
     }
     const Backend &b = pool.backends[slot];
+    if (!b.mac_known) {
+        drop(w, m, US_DROP_no_next_hop);
+        return 0;
+    }
     uint32_t primary_id = pool.backends[e.primary].id;
     if (b.id != primary_id) {
         flags |= US_GUE_F_FAILOVER;

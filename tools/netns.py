@@ -1,0 +1,225 @@
+#!/usr/bin/python3
+"""Test networks in network namespaces: clients, balancer hosts and backends on one L2 segment.
+
+Used by the namespace tests and the demo; also a command:
+    tools/netns.py up [--backends N] [--balancers N]    build it and leave it running
+    tools/netns.py down                                 tear down everything with the prefix
+All traffic stays inside namespaces this tool creates.
+
+Layout (PREFIX defaults to "us"):
+    PREFIX-sw   a bridge, the segment
+    PREFIX-c1   client 10.0.0.101 (and more clients .102...), routes the VIPs to the first balancer
+    PREFIX-lb1  balancer host: eth0 is handed to DPDK (net_af_packet), the kernel keeps 10.0.0.2 on the
+                exception-path tap that the daemon creates (understudy0)
+    PREFIX-bN   backend N at 10.0.0.(10+N), VIPs on its loopback, answering ARP only for its own address
+"""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+SEGMENT = "10.0.0.0/24"
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, **kw)
+
+
+class Namespace:
+    def __init__(self, name):
+        self.name = name
+
+    def run(self, *args, check=True, timeout=60, **kw):
+        r = subprocess.run(["ip", "netns", "exec", self.name, *args], capture_output=True, text=True,
+                           timeout=timeout, **kw)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"[{self.name}] {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+        return r
+
+    def popen(self, *args, **kw):
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *args], **kw)
+
+    def mac(self, iface="eth0"):
+        out = self.run("cat", f"/sys/class/net/{iface}/address").stdout.strip()
+        return out
+
+
+class Topology:
+    def __init__(self, prefix="us", backends=4, balancers=1, clients=1, vips=("192.0.2.10",)):
+        self.prefix = prefix
+        self.n_backends = backends
+        self.n_balancers = balancers
+        self.n_clients = clients
+        self.vips = list(vips)
+        self.procs = []
+
+    # names and addresses
+    def sw(self):
+        return Namespace(f"{self.prefix}-sw")
+
+    def client(self, i=1):
+        return Namespace(f"{self.prefix}-c{i}")
+
+    def balancer(self, i=1):
+        return Namespace(f"{self.prefix}-lb{i}")
+
+    def backend(self, i):
+        return Namespace(f"{self.prefix}-b{i}")
+
+    @staticmethod
+    def client_addr(i=1):
+        return f"10.0.0.{100 + i}"
+
+    @staticmethod
+    def balancer_addr(i=1):
+        return f"10.0.0.{1 + i}"
+
+    @staticmethod
+    def backend_addr(i):
+        return f"10.0.0.{10 + i}"
+
+    def all_namespaces(self):
+        names = [self.sw()]
+        names += [self.client(i) for i in range(1, self.n_clients + 1)]
+        names += [self.balancer(i) for i in range(1, self.n_balancers + 1)]
+        names += [self.backend(i) for i in range(1, self.n_backends + 1)]
+        return names
+
+    # building
+    def _attach(self, ns, tag):
+        """A veth from ns (named eth0 there) to the bridge."""
+        inner, outer = f"{self.prefix}{tag}i", f"{self.prefix}{tag}o"
+        sh("ip", "link", "add", inner, "type", "veth", "peer", "name", outer)
+        sh("ip", "link", "set", inner, "netns", ns.name)
+        sh("ip", "link", "set", outer, "netns", self.sw().name)
+        ns.run("ip", "link", "set", inner, "name", "eth0")
+        ns.run("ip", "link", "set", "eth0", "up")
+        ns.run("ip", "link", "set", "lo", "up")
+        self.sw().run("ip", "link", "set", outer, "master", "br0", "up")
+        # Checksums must be complete on the wire: the balancer forwards frames as they are.
+        ns.run("ethtool", "-K", "eth0", "tx", "off", check=False)
+
+    def up(self):
+        self.down()
+        for ns in self.all_namespaces():
+            sh("ip", "netns", "add", ns.name)
+        sw = self.sw()
+        sw.run("ip", "link", "add", "br0", "type", "bridge")
+        sw.run("ip", "link", "set", "br0", "up")
+        for i in range(1, self.n_clients + 1):
+            c = self.client(i)
+            self._attach(c, f"c{i}")
+            c.run("ip", "addr", "add", f"{self.client_addr(i)}/24", "dev", "eth0")
+            for vip in self.vips:
+                c.run("ip", "route", "add", f"{vip}/32", "via", self.balancer_addr(1))
+        for i in range(1, self.n_balancers + 1):
+            self._attach(self.balancer(i), f"l{i}")
+        for i in range(1, self.n_backends + 1):
+            b = self.backend(i)
+            self._attach(b, f"b{i}")
+            b.run("ip", "addr", "add", f"{self.backend_addr(i)}/24", "dev", "eth0")
+            for vip in self.vips:
+                b.run("ip", "addr", "add", f"{vip}/32", "dev", "lo")
+            # The VIP lives on lo: answer ARP only for addresses of the receiving interface.
+            b.run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
+        return self
+
+    def down(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs = []
+        existing = sh("ip", "netns", "list", check=False).stdout.split()
+        for name in existing:
+            if name.startswith(f"{self.prefix}-"):
+                sh("ip", "netns", "pids", name, check=False)
+                pids = sh("ip", "netns", "pids", name, check=False).stdout.split()
+                for pid in pids:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+                sh("ip", "netns", "del", name, check=False)
+
+    def __enter__(self):
+        return self.up()
+
+    def __exit__(self, *exc):
+        self.down()
+
+    # services
+    def start_http_servers(self, port=8080):
+        """A server in every backend that names itself in its replies."""
+        script = (
+            "import http.server,socketserver,sys\n"
+            "name=sys.argv[1]\n"
+            "class H(http.server.BaseHTTPRequestHandler):\n"
+            "    def do_GET(self):\n"
+            "        body=(name+' '+self.client_address[0]+':'+str(self.client_address[1])+'\\n').encode()\n"
+            "        self.send_response(200); self.send_header('Content-Length',str(len(body))); self.end_headers()\n"
+            "        self.wfile.write(body)\n"
+            "    def log_message(self,*a): pass\n"
+            "class S(socketserver.ThreadingMixIn,http.server.HTTPServer):\n"
+            "    allow_reuse_address=True; daemon_threads=True\n"
+            f"S(('0.0.0.0',{port}),H).serve_forever()\n")
+        for i in range(1, self.n_backends + 1):
+            p = self.backend(i).popen("/usr/bin/python3", "-c", script, f"b{i}",
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.procs.append(p)
+        for i in range(1, self.n_backends + 1):
+            wait_for(lambda i=i: f":{port} " in self.backend(i).run("ss", "-ltn").stdout, 10,
+                     f"HTTP server in backend {i}")
+
+    def start_balancer(self, i, binary, config, log_path):
+        with open(log_path, "w") as log:
+            p = self.balancer(i).popen(binary, "run", "--config", config, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        ns = self.balancer(i)
+        wait_for(lambda: p.poll() is not None or
+                 ns.run("ip", "link", "show", "understudy0", check=False).returncode == 0, 30,
+                 f"balancer {i} exception tap", log_path)
+        if p.poll() is not None:
+            with open(log_path) as f:
+                raise RuntimeError(f"balancer {i} exited {p.returncode}: {f.read()}")
+        ns.run("ip", "addr", "add", f"{self.balancer_addr(i)}/24", "dev", "understudy0")
+        ns.run("ip", "link", "set", "understudy0", "up")
+        return p
+
+
+def wait_for(predicate, seconds, what, log_path=None):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    extra = ""
+    if log_path:
+        with open(log_path) as f:
+            extra = f"\n--- {log_path} ---\n{f.read()}"
+    raise TimeoutError(f"timed out after {seconds}s waiting for {what}{extra}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["up", "down"])
+    ap.add_argument("--prefix", default="us")
+    ap.add_argument("--backends", type=int, default=4)
+    ap.add_argument("--balancers", type=int, default=1)
+    args = ap.parse_args()
+    t = Topology(args.prefix, args.backends, args.balancers)
+    if args.action == "up":
+        t.up()
+        print("namespaces:", " ".join(ns.name for ns in t.all_namespaces()))
+    else:
+        t.down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
