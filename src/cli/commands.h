@@ -10,6 +10,8 @@ namespace understudy::cli {
 using Action = std::function<int()>;
 
 void add_check_command(CLI::App &app, Action &action);
-void add_lookup_command(CLI::App &app, Action &action);
+void add_lookup_command(CLI::App &app, Action &action);  // offline, or live with --socket
+void add_plan_command(CLI::App &app, Action &action);    // offline, or live with --socket
+void add_live_commands(CLI::App &app, Action &action);   // status, vip, backend, health, stats, reload
 
 }  // namespace understudy::cli

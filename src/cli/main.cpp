@@ -12,6 +12,8 @@ int main(int argc, char **argv)
     understudy::cli::Action action;
     understudy::cli::add_check_command(app, action);
     understudy::cli::add_lookup_command(app, action);
+    understudy::cli::add_plan_command(app, action);
+    understudy::cli::add_live_commands(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {

@@ -43,7 +43,7 @@ static std::string describe(const Pool &pool, uint32_t id, const Lookup &lookup)
         std::string s = std::to_string(id) + " (" + b.address.str() + ")";
         if (b.state != AdminState::enabled)
             s += " " + std::string(to_string(b.state));
-        if (!lookup.operational(b))
+        if (!lookup.operational(pool, b))
             s += " not operational";
         return s;
     }

@@ -1,57 +1,72 @@
-// The daemon's control thread: start-up, snapshot publication, neighbour refresh and clean shutdown on
-// SIGINT/SIGTERM.
+// The daemon's control thread: start-up, then one event loop for signals (SIGINT/SIGTERM stop, SIGHUP
+// reloads), health probes, the control API, the metrics endpoint and a 1-second housekeeping timer.
 #include "daemon.h"
 
-#include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <iostream>
 
-#include "core/table.h"
-#include "dataplane/dataplane.h"
-#include "neighbors.h"
+#include "api.h"
+#include "balancer_api.h"
+#include "controller.h"
+#include "event_loop.h"
+#include "metrics.h"
 #include "report.h"
 
 namespace understudy {
 
 static void log(const std::string &msg) { std::cerr << "understudy: " << msg << std::endl; }
 
-namespace {
-
-struct Control {
-    Config config;
-    dp::Dataplane dataplane;
-    std::vector<std::unique_ptr<PoolTable>> tables;
-    std::map<Address, MacAddress> neighbors;
-    uint64_t generation = 0;
-
-    Status publish()
-    {
-        std::vector<const PoolTable *> ptrs;
-        for (auto &t : tables)
-            ptrs.push_back(t.get());
-        dp::SnapshotOptions sopt;
-        sopt.port_mac = dataplane.port_mac(0);
-        sopt.resolve_mac = [this](const Address &a) -> std::optional<rte_ether_addr> {
-            auto it = neighbors.find(a);
-            if (it == neighbors.end())
-                return std::nullopt;
-            rte_ether_addr mac;
-            std::memcpy(mac.addr_bytes, it->second.data(), 6);
-            return mac;
-        };
-        auto s = dp::build_snapshot(config, ptrs, sopt, ++generation);
-        if (!s)
-            return Error{s.error()};
-        dataplane.publish(std::move(*s));
-        return Ok{};
+static dp::DataplaneOptions dataplane_options(const Config &config, const std::vector<std::string> &extra)
+{
+    dp::DataplaneOptions o;
+    o.eal_args = config.dataplane.eal_args;
+    o.eal_args.insert(o.eal_args.end(), extra.begin(), extra.end());
+    for (const auto &p : config.dataplane.ports) {
+        bool tap = config.dataplane.non_vip == NonVipPolicy::kernel;
+        std::string iface = config.dataplane.ports.size() == 1
+                                ? config.dataplane.exception_iface
+                                : config.dataplane.exception_iface + std::to_string(o.ports.size());
+        o.ports.push_back(dp::PortSpec{p.name, p.devargs, p.rx_queues, tap, iface});
     }
-};
+    o.worker_lcores = config.dataplane.worker_lcores;
+    o.non_vip = config.dataplane.non_vip;
+    o.conn_table_size = config.dataplane.conn_table_size;
+    return o;
+}
 
-}  // namespace
+// What a reload cannot change without a restart: the ports, lcores, EAL and the control endpoints.
+static Status restart_only_changes(const Config &a, const Config &b)
+{
+    const auto &x = a.dataplane, &y = b.dataplane;
+    bool ports_same = x.ports.size() == y.ports.size();
+    for (size_t i = 0; ports_same && i < x.ports.size(); i++)
+        ports_same = x.ports[i].name == y.ports[i].name && x.ports[i].devargs == y.ports[i].devargs &&
+                     x.ports[i].rx_queues == y.ports[i].rx_queues;
+    std::string what;
+    if (!ports_same)
+        what += " dataplane.port";
+    if (x.eal_args != y.eal_args)
+        what += " dataplane.eal_args";
+    if (x.worker_lcores != y.worker_lcores)
+        what += " dataplane.workers";
+    if (x.non_vip != y.non_vip || x.exception_iface != y.exception_iface)
+        what += " dataplane.non_vip/exception_iface";
+    if (x.conn_table_size != y.conn_table_size)
+        what += " dataplane.conn_table_size";
+    if (a.control.socket != b.control.socket || a.control.socket_group != b.control.socket_group ||
+        a.control.metrics != b.control.metrics)
+        what += " control";
+    if (what.empty())
+        return Ok{};
+    return Error{"reload: these settings only change with a restart:" + what +
+                 "; nothing was applied (restore them, or restart the daemon)"};
+}
 
 int run_daemon(const DaemonOptions &o)
 {
@@ -64,9 +79,7 @@ int run_daemon(const DaemonOptions &o)
         std::cerr << st.error() << "\n";
         return 2;
     }
-    auto control = std::make_unique<Control>();
-    control->config = std::move(*loaded);
-    const Config &config = control->config;
+    Config initial = std::move(*loaded);
 
     // Block the signals before EAL starts its threads so that only the control thread's signalfd sees them.
     sigset_t signals;
@@ -75,75 +88,88 @@ int run_daemon(const DaemonOptions &o)
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    int sfd = signalfd(-1, &signals, SFD_CLOEXEC);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
 
-    dp::DataplaneOptions dopt;
-    dopt.eal_args = config.dataplane.eal_args;
-    dopt.eal_args.insert(dopt.eal_args.end(), o.eal_args.begin(), o.eal_args.end());
-    for (const auto &p : config.dataplane.ports) {
-        bool tap = config.dataplane.non_vip == NonVipPolicy::kernel;
-        dopt.ports.push_back(dp::PortSpec{p.name, p.devargs, p.rx_queues, tap,
-                                          config.dataplane.ports.size() == 1 ? config.dataplane.exception_iface
-                                                                             : config.dataplane.exception_iface + std::to_string(dopt.ports.size())});
-    }
-    dopt.worker_lcores = config.dataplane.worker_lcores;
-    dopt.non_vip = config.dataplane.non_vip;
-    dopt.conn_table_size = config.dataplane.conn_table_size;
-    if (auto st = control->dataplane.init(dopt); !st) {
+    dp::Dataplane dataplane;
+    if (auto st = dataplane.init(dataplane_options(initial, o.eal_args)); !st) {
         log(st.error());
         return 1;
     }
+    TelemetryExport::instance().register_commands();
 
-    for (const Pool &pool : config.pools) {
-        control->tables.push_back(std::make_unique<PoolTable>(config.secret, pool.table_bits));
-        control->tables.back()->build(members_of(pool, {}));
-    }
-    for (const Pool &pool : config.pools)
-        for (const Backend &b : pool.backends)
-            if (!b.mac)
-                solicit_neighbor(b.address);
-    control->neighbors = read_neighbors();
-    if (auto st = control->publish(); !st) {
+    Controller controller(dataplane, log);
+    if (auto st = controller.start(initial); !st) {
         log(st.error());
         return 1;
     }
-    if (auto st = control->dataplane.start(); !st) {
+    auto reload = [&]() -> Status {
+        auto next = load_config(o.config);
+        if (!next)
+            return Error{next.error()};
+        if (auto st = validate_for_dataplane(*next); !st)
+            return st;
+        if (auto st = restart_only_changes(controller.config(), *next); !st)
+            return st;
+        return controller.apply_config(std::move(*next), "reload", monotonic_ns());
+    };
+
+    EventLoop loop;
+    BalancerApi api_handler(controller, reload);
+    ApiServer api(loop, api_handler);
+    if (auto st = api.listen(initial.control.socket, initial.control.socket_group); !st) {
         log(st.error());
         return 1;
     }
-    log("forwarding: " + std::to_string(config.vips.size()) + " VIPs, " + std::to_string(config.pools.size()) +
-        " pools, " + std::to_string(control->dataplane.workers()) + " workers");
+    std::unique_ptr<MetricsServer> metrics;
+    if (!initial.control.metrics.empty()) {
+        metrics = std::make_unique<MetricsServer>(loop, [&controller] { return render_prometheus(controller); });
+        if (auto st = metrics->listen(initial.control.metrics); !st) {
+            log(st.error());
+            return 1;
+        }
+    }
+    if (auto st = dataplane.start(); !st) {
+        log(st.error());
+        return 1;
+    }
+    log("forwarding: " + std::to_string(initial.vips.size()) + " VIPs, " + std::to_string(initial.pools.size()) +
+        " pools, " + std::to_string(dataplane.workers()) + " workers; control socket " + initial.control.socket +
+        (initial.control.metrics.empty() ? "" : "; metrics http://" + initial.control.metrics + "/metrics"));
 
-    for (;;) {
-        pollfd pfd{sfd, POLLIN, 0};
-        int rc = poll(&pfd, 1, 1000);
-        if (rc > 0) {
-            signalfd_siginfo si;
-            if (read(sfd, &si, sizeof si) == sizeof si) {
-                if (si.ssi_signo == SIGHUP) {
-                    log("SIGHUP: reload is not implemented yet; ignoring");
-                    continue;
-                }
+    bool running = true;
+    loop.add(sfd, EPOLLIN, [&](uint32_t) {
+        signalfd_siginfo si;
+        while (read(sfd, &si, sizeof si) == sizeof si) {
+            if (si.ssi_signo == SIGHUP) {
+                auto st = reload();
+                log(st ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + st.error());
+            } else {
                 log(std::string("signal ") + strsignal(int(si.ssi_signo)) + ": stopping");
-                break;
+                running = false;
             }
         }
-        // Next hops learnt by the kernel since the last look (probes and ARP go through the exception path);
-        // ask the kernel to resolve the backends it does not know yet.
-        auto neighbors = read_neighbors();
-        for (const Pool &pool : config.pools)
-            for (const Backend &b : pool.backends)
-                if (!b.mac && !config.dataplane.gateway_mac && !neighbors.count(b.address))
-                    solicit_neighbor(b.address);
-        if (neighbors != control->neighbors) {
-            control->neighbors = std::move(neighbors);
-            if (auto st = control->publish(); !st)
-                log("republish failed: " + st.error());
-        }
+    });
+    loop.add(controller.health().fd(), EPOLLIN, [&](uint32_t) { controller.health().run(); });
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    itimerspec every_second{{1, 0}, {1, 0}};
+    timerfd_settime(tfd, 0, &every_second, nullptr);
+    loop.add(tfd, EPOLLIN, [&](uint32_t) {
+        uint64_t expirations;
+        [[maybe_unused]] ssize_t n = read(tfd, &expirations, sizeof expirations);
+        controller.refresh_neighbors();
+        TelemetryExport::instance().update(controller.stats_json(), controller.backends_json(""));
+    });
+
+    while (running) {
+        int timeout = controller.health().next_timeout_ms();
+        loop.run_once(timeout < 0 ? 1000 : std::min(timeout, 1000));
+        controller.health().run();  // due timers, even when no socket was ready
     }
-    control->dataplane.stop();
-    std::cerr << stats_text(config, *control->dataplane.current(), control->dataplane.stats());
-    control->dataplane.close();
+    dataplane.stop();
+    std::cerr << stats_text(controller.config(), *dataplane.current(), dataplane.stats());
+    dataplane.close();
+    ::close(tfd);
     ::close(sfd);
     return 0;
 }

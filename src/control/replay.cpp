@@ -110,8 +110,10 @@ int run_replay(const ReplayOptions &o)
         std::cerr << "replay: " << st.error() << "\n";
         return 2;
     }
+    dp::StatIndex stat_index;
     dp::SnapshotOptions sopt;
     sopt.port_mac = dataplane.port_mac(0);
+    sopt.stat_index = &stat_index;
     auto snapshot = dp::build_snapshot(*config, table_ptrs, sopt, 1);
     if (!snapshot) {
         std::cerr << "replay: " << snapshot.error() << "\n";

@@ -22,8 +22,9 @@ nlohmann::ordered_json stats_json(const Config &config, const dp::Snapshot &snap
     j["vips"] = nlohmann::ordered_json::array();
     for (size_t i = 0; i < config.vips.size() && i < dp::kMaxVips; i++) {
         const Vip &v = config.vips[i];
-        j["vips"].push_back({{"vip", vip_name(v)}, {"pool", v.pool}, {"packets", stats.vip_packets[i]},
-                             {"bytes", stats.vip_bytes[i]}});
+        uint16_t index = snapshot.vips[i].stat_index;
+        j["vips"].push_back({{"vip", vip_name(v)}, {"pool", v.pool}, {"packets", stats.vip_packets[index]},
+                             {"bytes", stats.vip_bytes[index]}});
     }
     j["backends"] = nlohmann::ordered_json::array();
     for (size_t p = 0; p < config.pools.size() && p < snapshot.backends.size(); p++) {

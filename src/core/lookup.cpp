@@ -9,9 +9,15 @@ namespace understudy {
 
 Lookup::Lookup(const Config &config, std::set<uint32_t> down) : config_(config), down_(std::move(down)) {}
 
-bool Lookup::operational(const Backend &backend) const
+Lookup::Lookup(const Config &config, std::set<std::pair<std::string, uint32_t>> down_in_pool)
+    : config_(config), down_in_pool_(std::move(down_in_pool))
 {
-    return backend.state != AdminState::disabled && !down_.count(backend.id);
+}
+
+bool Lookup::operational(const Pool &pool, const Backend &backend) const
+{
+    return backend.state != AdminState::disabled && !down_.count(backend.id) &&
+           !down_in_pool_.count({pool.name, backend.id});
 }
 
 Result<LookupResult> Lookup::lookup(const Endpoint &vip_ep, Protocol protocol, const Endpoint &client) const
@@ -37,7 +43,7 @@ Result<LookupResult> Lookup::lookup(const Endpoint &vip_ep, Protocol protocol, c
     for (uint32_t pos : ordering(config_.secret, r.bucket, servers)) {
         const Backend &b = pool->backends[pos];
         r.ordering.push_back(b.id);
-        if (!r.serving && operational(b))
+        if (!r.serving && operational(*pool, b))
             r.serving = b.id;
     }
     if (!r.ordering.empty())

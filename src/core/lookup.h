@@ -31,15 +31,18 @@ class Lookup {
     // down: server IDs to treat as not operational, in every pool. Backends whose admin state is
     // disabled are never operational; draining ones rank with weight 0.
     Lookup(const Config &config, std::set<uint32_t> down);
+    // Live form: (pool, id) pairs that health checks found down.
+    Lookup(const Config &config, std::set<std::pair<std::string, uint32_t>> down_in_pool);
 
     Result<LookupResult> lookup(const Endpoint &vip, Protocol protocol, const Endpoint &client) const;
     // One batch line: "SRC_ADDR SRC_PORT DST_ADDR DST_PORT PROTO".
     Result<LookupResult> lookup_line(std::string_view line) const;
-    bool operational(const Backend &backend) const;
+    bool operational(const Pool &pool, const Backend &backend) const;
 
   private:
     const Config &config_;
     std::set<uint32_t> down_;
+    std::set<std::pair<std::string, uint32_t>> down_in_pool_;
 };
 
 // Exactly {"session_hash", "bucket", "ordering", "primary", "serving"}: the batch and --json format.

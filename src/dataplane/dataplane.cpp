@@ -237,6 +237,19 @@ StatsTotal Dataplane::stats() const
     return t;
 }
 
+uint64_t Dataplane::first_packet_tsc(uint64_t generation) const
+{
+    uint64_t first = 0;
+    for (const auto &w : workers_) {
+        if (w->seen_generation.load(std::memory_order_acquire) != generation)
+            continue;
+        uint64_t t = w->first_packet_tsc.load(std::memory_order_relaxed);
+        if (first == 0 || t < first)
+            first = t;
+    }
+    return first;
+}
+
 uint64_t Dataplane::conn_occupancy() const
 {
     uint64_t now = rte_rdtsc() / std::max<uint64_t>(1, rte_get_tsc_hz() / 1024);

@@ -52,6 +52,8 @@ class Dataplane {
     StatsTotal stats() const;
     uint64_t conn_occupancy() const;
     size_t workers() const { return workers_.size(); }
+    // TSC of the first packet any worker handled under snapshot generation, or 0 if none yet.
+    uint64_t first_packet_tsc(uint64_t generation) const;
 
   private:
     Status setup_port(uint16_t port, uint16_t queues, bool tx_only_tap);

@@ -1,4 +1,5 @@
-// Building a Snapshot (control side, cold): the VIP hash, the per-pool backend arrays and bucket tables.
+// Building snapshots (control side, cold): the VIP hash, the per-pool backend arrays and the pointers to
+// bucket tables the workers read.
 #include "snapshot.h"
 
 #include <rte_jhash.h>
@@ -9,10 +10,47 @@
 
 namespace understudy::dp {
 
-Snapshot::~Snapshot()
+VipTable::~VipTable()
 {
-    if (vip_hash)
-        rte_hash_free(vip_hash);
+    if (hash)
+        rte_hash_free(hash);
+}
+
+uint16_t StatIndex::backend(const std::string &pool, uint32_t id)
+{
+    auto key = std::make_pair(pool, id);
+    if (auto it = backends_.find(key); it != backends_.end())
+        return it->second;
+    uint16_t index;
+    if (!free_backends_.empty()) {
+        index = free_backends_.back();
+        free_backends_.pop_back();
+    } else if (backends_.size() < kMaxBackendStats - 1) {
+        index = uint16_t(backends_.size());
+    } else {
+        return uint16_t(kMaxBackendStats - 1);  // shared overflow slot
+    }
+    backends_[key] = index;
+    return index;
+}
+
+void StatIndex::forget_backend(const std::string &pool, uint32_t id)
+{
+    auto it = backends_.find(std::make_pair(pool, id));
+    if (it == backends_.end())
+        return;
+    free_backends_.push_back(it->second);
+    backends_.erase(it);
+}
+
+uint16_t StatIndex::vip(const Address &address, uint16_t port, Protocol protocol)
+{
+    auto key = std::make_tuple(address, port, uint8_t(protocol));
+    if (auto it = vips_.find(key); it != vips_.end())
+        return it->second;
+    uint16_t index = uint16_t(std::min<size_t>(vips_.size(), kMaxVips - 1));
+    vips_[key] = index;
+    return index;
 }
 
 rte_ether_addr default_backend_mac(uint32_t id)
@@ -36,15 +74,11 @@ static VipKey vip_key(const Address &addr, uint16_t port, Protocol proto)
     return k;
 }
 
-Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, const std::vector<const PoolTable *> &tables,
-                                                 const SnapshotOptions &options, uint64_t generation)
+Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index, uint64_t generation)
 {
     if (config.vips.size() > kMaxVips)
         return Error{"at most " + std::to_string(kMaxVips) + " VIPs are supported"};
-    auto s = std::make_unique<Snapshot>();
-    s->secret = config.secret;
-    s->generation = generation;
-
+    auto t = std::make_shared<VipTable>();
     std::string name = "vips_" + std::to_string(generation);
     rte_hash_parameters hp{};
     hp.name = name.c_str();
@@ -52,54 +86,9 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, const std
     hp.key_len = sizeof(VipKey);
     hp.hash_func = rte_jhash;
     hp.socket_id = int(rte_socket_id());
-    s->vip_hash = rte_hash_create(&hp);
-    if (!s->vip_hash)
+    t->hash = rte_hash_create(&hp);
+    if (!t->hash)
         return Error{"cannot create the VIP hash table (hugepage memory exhausted?)"};
-
-    uint16_t backend_stat = 0;
-    for (size_t p = 0; p < config.pools.size(); p++) {
-        const understudy::Pool &cp = config.pools[p];
-        const PoolTable &t = *tables[p];
-        std::vector<Backend> backends(t.members().size());
-        std::vector<ServerRef> refs;
-        for (size_t slot = 0; slot < t.members().size(); slot++) {
-            const Member &m = t.members()[slot];
-            Backend &b = backends[slot];
-            b = Backend{};
-            if (!m.present)
-                continue;
-            refs.push_back(ServerRef{m.id, m.weight});
-            const understudy::Backend *cb = nullptr;
-            for (const auto &x : cp.backends)
-                if (x.id == m.id)
-                    cb = &x;
-            if (!cb)
-                return Error{"pool " + cp.name + ": table member " + std::to_string(m.id) + " is not in the config"};
-            b.id = m.id;
-            b.operational = m.operational;
-            b.ip_version = cb->address.is_v4() ? 4 : 6;
-            std::memcpy(b.addr, cb->address.bytes.data(), 16);
-            b.stat_index = backend_stat < kMaxBackendStats - 1 ? backend_stat++ : uint16_t(kMaxBackendStats - 1);
-            std::optional<rte_ether_addr> mac;
-            if (cb->mac)
-                mac = to_ether(*cb->mac);
-            else if (config.dataplane.gateway_mac)
-                mac = to_ether(*config.dataplane.gateway_mac);
-            else if (options.resolve_mac)
-                mac = options.resolve_mac(cb->address);
-            b.mac = mac ? *mac : default_backend_mac(m.id);
-            b.mac_known = mac.has_value() || !options.resolve_mac;
-        }
-        s->backends.push_back(std::move(backends));
-        s->entries.emplace_back(t.entries().begin(), t.entries().end());
-        Pool pool{};
-        pool.entries = s->entries.back().data();
-        pool.mask = t.buckets() - 1;
-        pool.digest = pool_digest(config.secret, refs);
-        pool.backends = s->backends.back().data();
-        pool.n_backends = uint16_t(s->backends.back().size());
-        s->pools.push_back(pool);
-    }
 
     for (size_t i = 0; i < config.vips.size(); i++) {
         const understudy::Vip &cv = config.vips[i];
@@ -114,17 +103,80 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, const std
         v.affinity = uint8_t(cv.affinity);
         v.conn_table = cv.conn_table;
         v.ip_version = cv.address.is_v4() ? 4 : 6;
-        v.stat_index = uint16_t(i);
+        v.stat_index = stat_index.vip(cv.address, cv.port, cv.protocol);
         v.idle_ticks = cv.conn_idle_timeout_s * 1024u;
-        s->vips.push_back(v);
+        t->vips.push_back(v);
         void *data = reinterpret_cast<void *>(uintptr_t(i));
         VipKey k = vip_key(cv.address, cv.port, cv.protocol);
-        if (rte_hash_add_key_data(s->vip_hash, &k, data) < 0)
+        if (rte_hash_add_key_data(t->hash, &k, data) < 0)
             return Error{"cannot add VIP to the hash table"};
         // Fragments carry no ports: they belong to the first VIP on their address and protocol.
         VipKey frag = vip_key(cv.address, 0, cv.protocol);
-        if (rte_hash_lookup(s->vip_hash, &frag) < 0 && rte_hash_add_key_data(s->vip_hash, &frag, data) < 0)
+        if (rte_hash_lookup(t->hash, &frag) < 0 && rte_hash_add_key_data(t->hash, &frag, data) < 0)
             return Error{"cannot add VIP to the hash table"};
+    }
+    return t;
+}
+
+std::vector<Backend> build_backends(const Config &config, const understudy::Pool &cp, const PoolTable &t,
+                                    const SnapshotOptions &options)
+{
+    std::map<uint32_t, const understudy::Backend *> by_id;
+    for (const auto &b : cp.backends)
+        by_id[b.id] = &b;
+    std::vector<Backend> backends(t.members().size());
+    for (size_t slot = 0; slot < t.members().size(); slot++) {
+        const Member &m = t.members()[slot];
+        Backend &b = backends[slot];
+        b = Backend{};
+        auto it = by_id.find(m.id);
+        if (!m.present || it == by_id.end())
+            continue;
+        const understudy::Backend &cb = *it->second;
+        b.id = m.id;
+        b.operational = m.operational;
+        b.ip_version = cb.address.is_v4() ? 4 : 6;
+        std::memcpy(b.addr, cb.address.bytes.data(), 16);
+        b.stat_index = options.stat_index->backend(cp.name, m.id);
+        std::optional<rte_ether_addr> mac;
+        if (cb.mac)
+            mac = to_ether(*cb.mac);
+        else if (config.dataplane.gateway_mac)
+            mac = to_ether(*config.dataplane.gateway_mac);
+        else if (options.resolve_mac)
+            mac = options.resolve_mac(cb.address);
+        b.mac = mac ? *mac : default_backend_mac(m.id);
+        b.mac_known = mac.has_value() || !options.resolve_mac;
+    }
+    return backends;
+}
+
+Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, std::shared_ptr<const VipTable> vips,
+                                                 const std::vector<const PoolTable *> &tables,
+                                                 const std::vector<const us_bucket_entry *> &entries,
+                                                 const SnapshotOptions &options, uint64_t generation)
+{
+    auto s = std::make_unique<Snapshot>();
+    s->secret = config.secret;
+    s->generation = generation;
+    s->vip_table = std::move(vips);
+    s->vip_hash = s->vip_table->hash;
+    s->vips = s->vip_table->vips.data();
+    s->backends.reserve(config.pools.size());
+    for (size_t p = 0; p < config.pools.size(); p++) {
+        const PoolTable &t = *tables[p];
+        s->backends.push_back(build_backends(config, config.pools[p], t, options));
+        std::vector<ServerRef> refs;
+        for (const Member &m : t.members())
+            if (m.present)
+                refs.push_back(ServerRef{m.id, m.weight});
+        Pool pool{};
+        pool.entries = entries[p];
+        pool.mask = t.buckets() - 1;
+        pool.digest = pool_digest(config.secret, refs);
+        pool.backends = s->backends.back().data();
+        pool.n_backends = uint16_t(s->backends.back().size());
+        s->pools.push_back(pool);
     }
 
     auto v4 = config.dataplane.source_v4 ? *config.dataplane.source_v4 : *Address::parse(kDefaultSourceV4);
@@ -134,6 +186,24 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, const std
     s->source.port_mac = options.port_mac;
     s->source.gue_port = rte_cpu_to_be_16(US_GUE_PORT_DEFAULT);
     s->source.hop_budget = config.dataplane.hop_budget;
+    return s;
+}
+
+Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, const std::vector<const PoolTable *> &tables,
+                                                 const SnapshotOptions &options, uint64_t generation)
+{
+    auto vips = build_vip_table(config, *options.stat_index, generation);
+    if (!vips)
+        return Error{vips.error()};
+    std::vector<std::vector<us_bucket_entry>> owned;
+    std::vector<const us_bucket_entry *> entries;
+    for (const PoolTable *t : tables) {
+        owned.emplace_back(t->entries().begin(), t->entries().end());
+        entries.push_back(owned.back().data());
+    }
+    auto s = build_snapshot(config, *vips, tables, entries, options, generation);
+    if (s)
+        (*s)->owned = std::move(owned);  // moving the vectors keeps their buffers
     return s;
 }
 

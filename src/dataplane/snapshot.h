@@ -7,6 +7,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
+#include <tuple>
 #include <optional>
 #include <memory>
 #include <vector>
@@ -65,24 +68,44 @@ struct Source {
     uint8_t hop_budget;
 };
 
+// The VIP lookup: rebuilt only when VIPs change, shared by the snapshots in between.
+struct VipTable {
+    rte_hash *hash = nullptr;
+    std::vector<Vip> vips;
+    ~VipTable();
+};
+
+// Stable counter slots: a backend or VIP keeps its statistics index across publications.
+class StatIndex {
+  public:
+    uint16_t backend(const std::string &pool, uint32_t id);
+    uint16_t vip(const Address &address, uint16_t port, Protocol protocol);
+    void forget_backend(const std::string &pool, uint32_t id);
+
+  private:
+    std::map<std::pair<std::string, uint32_t>, uint16_t> backends_;
+    std::vector<uint16_t> free_backends_;
+    std::map<std::tuple<Address, uint16_t, uint8_t>, uint16_t> vips_;
+};
+
 struct Snapshot {
     Secret secret{};
-    rte_hash *vip_hash = nullptr;
-    std::vector<Vip> vips;
+    std::shared_ptr<const VipTable> vip_table;
+    rte_hash *vip_hash = nullptr;  // vip_table's, for the fast path
+    const Vip *vips = nullptr;
     std::vector<Pool> pools;
-    std::vector<std::vector<Backend>> backends;          // per pool, by slot
-    std::vector<std::vector<us_bucket_entry>> entries;   // per pool; workers see .data()
+    std::vector<std::vector<Backend>> backends;         // per pool, by slot; Pool::backends points here
+    std::vector<std::vector<us_bucket_entry>> owned;    // entries this snapshot owns (replay); may be empty
     Source source{};
     uint64_t generation = 0;
-
-    ~Snapshot();
 };
 
 struct SnapshotOptions {
     rte_ether_addr port_mac{};
     // Next-hop MAC of an address from the kernel's neighbour table, when the daemon has one.
-    std::function<std::optional<rte_ether_addr>(const Address &)> resolve_mac;
     // Without a resolver (replay), an unknown MAC becomes default_backend_mac() instead of a drop.
+    std::function<std::optional<rte_ether_addr>(const Address &)> resolve_mac;
+    StatIndex *stat_index = nullptr;  // required
 };
 
 // The outer source addresses used when [dataplane] names none (documented in docs/dataplane.md).
@@ -91,7 +114,20 @@ constexpr const char *kDefaultSourceV6 = "2001:db8:ffff::1";
 // A backend with no MAC from config or neighbour table gets 02:00:xx:xx:xx:xx built from its ID.
 rte_ether_addr default_backend_mac(uint32_t id);
 
-// Builds a snapshot from a config and one table per pool (same order as config.pools).
+Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index, uint64_t generation);
+
+// The backends of one pool by table slot, with operational state from the table.
+std::vector<Backend> build_backends(const Config &config, const understudy::Pool &pool, const PoolTable &table,
+                                    const SnapshotOptions &options);
+
+// A snapshot whose pools point at the given entry arrays (one per config pool, 2^table_bits each).
+// The caller keeps the arrays alive and unchanged while the snapshot may be in use.
+Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, std::shared_ptr<const VipTable> vips,
+                                                 const std::vector<const PoolTable *> &tables,
+                                                 const std::vector<const us_bucket_entry *> &entries,
+                                                 const SnapshotOptions &options, uint64_t generation);
+
+// Replay's one-shot form: the snapshot owns copies of the tables' entries.
 Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, const std::vector<const PoolTable *> &tables,
                                                  const SnapshotOptions &options, uint64_t generation);
 

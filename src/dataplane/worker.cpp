@@ -174,6 +174,10 @@ int worker_main(void *arg)
         uint32_t now = uint32_t(rte_rdtsc() / w.tsc_per_tick);
         uint16_t n = rte_eth_rx_burst(w.cfg.port, w.cfg.queue, rx, kBurst);
         if (n) {
+            if (s->generation != w.seen_generation.load(std::memory_order_relaxed)) {
+                w.first_packet_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
+                w.seen_generation.store(s->generation, std::memory_order_release);
+            }
             BurstResult r = process_burst(w, *s, rx, n, now, tx, exc);
             if (r.n_tx) {
                 uint64_t bytes = 0;  // summed before sending: the driver owns what it sent

@@ -35,6 +35,9 @@ struct Worker {
     uint64_t tick_hz = 1024;      // connection-table ticks per second
     uint64_t tsc_per_tick = 1;
     ConnTable conn;
+    // The first packet handled under each new snapshot, for the table-update latency figure.
+    std::atomic<uint64_t> seen_generation{0};
+    std::atomic<uint64_t> first_packet_tsc{0};
     LcoreStats stats;
 };
 

@@ -1,0 +1,179 @@
+// Unix-socket JSON-lines server: see api.h.
+#include "api.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace understudy {
+
+ApiServer::ApiServer(EventLoop &loop, ApiHandler &handler) : loop_(loop), handler_(handler) {}
+
+ApiServer::~ApiServer()
+{
+    while (!clients_.empty())
+        close_client(clients_.begin()->first);
+    if (listen_fd_ >= 0) {
+        loop_.remove(listen_fd_);
+        ::close(listen_fd_);
+        ::unlink(path_.c_str());
+    }
+}
+
+Status ApiServer::listen(const std::string &path, const std::string &group)
+{
+    sockaddr_un sa{};
+    if (path.size() >= sizeof sa.sun_path)
+        return Error{"control socket path is too long: " + path};
+    std::error_code ec;
+    auto dir = std::filesystem::path(path).parent_path();
+    if (!dir.empty())
+        std::filesystem::create_directories(dir, ec);
+    // A socket file left by a daemon that died is removed; a live one is not stolen.
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sa.sun_family = AF_UNIX;
+    std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+    if (connect(probe, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0) {
+        ::close(probe);
+        return Error{"another daemon is already listening on " + path};
+    }
+    ::close(probe);
+    ::unlink(path.c_str());
+
+    listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr *>(&sa), sizeof sa) != 0 ||
+        ::listen(listen_fd_, 64) != 0)
+        return Error{"cannot listen on " + path + ": " + std::strerror(errno)};
+    path_ = path;
+    gid_t gid = 0;
+    if (!group.empty()) {
+        struct group *g = getgrnam(group.c_str());
+        if (!g)
+            return Error{"control.socket_group: no group named '" + group + "'"};
+        gid = g->gr_gid;
+    }
+    if (chown(path.c_str(), 0, gid) != 0 || chmod(path.c_str(), 0660) != 0)
+        return Error{"cannot set owner and mode of " + path + ": " + std::strerror(errno)};
+    loop_.add(listen_fd_, EPOLLIN, [this](uint32_t) { accept_clients(); });
+    return Ok{};
+}
+
+void ApiServer::accept_clients()
+{
+    for (;;) {
+        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        clients_[fd] = Client{};
+        loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](uint32_t ev) { on_client(fd, ev); });
+    }
+}
+
+void ApiServer::close_client(int fd)
+{
+    loop_.remove(fd);
+    ::close(fd);
+    clients_.erase(fd);
+}
+
+void ApiServer::on_client(int fd, uint32_t events)
+{
+    auto it = clients_.find(fd);
+    if (it == clients_.end())
+        return;
+    Client &c = it->second;
+    if (events & EPOLLIN) {
+        char buf[16384];
+        for (;;) {
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n > 0) {
+                c.in.append(buf, size_t(n));
+                continue;
+            }
+            if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                if (c.out.empty()) {
+                    close_client(fd);
+                    return;
+                }
+            }
+            break;
+        }
+        size_t nl;
+        while ((nl = c.in.find('\n')) != std::string::npos) {
+            std::string line = c.in.substr(0, nl);
+            c.in.erase(0, nl + 1);
+            if (!line.empty() && line.back() == '\r')
+                line.pop_back();
+            if (line.find_first_not_of(" \t") == std::string::npos)
+                continue;
+            c.out += handle_line(line) + "\n";
+        }
+        if (c.in.size() > kMaxRequestBytes) {
+            nlohmann::ordered_json e{{"ok", false},
+                                     {"error", "request longer than " + std::to_string(kMaxRequestBytes) +
+                                                   " bytes without a newline; closing the connection"}};
+            c.out += e.dump() + "\n";
+            c.in.clear();
+            ::write(fd, c.out.data(), c.out.size());  // best effort before dropping the client
+            close_client(fd);
+            return;
+        }
+    }
+    if (!c.out.empty()) {
+        ssize_t n = ::write(fd, c.out.data(), c.out.size());
+        if (n > 0)
+            c.out.erase(0, size_t(n));
+        else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            close_client(fd);
+            return;
+        }
+        loop_.modify(fd, EPOLLIN | EPOLLRDHUP | (c.out.empty() ? 0u : uint32_t(EPOLLOUT)));
+    }
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c.out.empty())
+        close_client(fd);
+}
+
+std::string ApiServer::handle_line(const std::string &line)
+{
+    nlohmann::ordered_json reply;
+    nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
+    if (request.is_discarded()) {
+        reply = {{"ok", false}, {"error", "malformed JSON: expected one object per line, e.g. {\"op\": \"status\"}"}};
+        return reply.dump();
+    }
+    if (!request.is_object()) {
+        reply = {{"ok", false}, {"error", "a request must be a JSON object with an \"op\" field"}};
+        return reply.dump();
+    }
+    auto op = request.find("op");
+    if (op == request.end() || !op->is_string()) {
+        reply = {{"ok", false}, {"error", "missing \"op\" (a string naming the operation)"}};
+        return reply.dump();
+    }
+    Result<nlohmann::ordered_json> r = Error{"internal error"};
+    try {
+        r = handler_.handle(op->get<std::string>(), request);
+    } catch (const std::exception &e) {
+        r = Error{std::string("invalid request: ") + e.what()};
+    }
+    if (r) {
+        reply = {{"ok", true}};
+        for (auto &[k, v] : r->items())
+            reply[k] = v;
+    } else {
+        reply = {{"ok", false}, {"error", r.error()}};
+    }
+    if (request.contains("id"))
+        reply["id"] = request["id"];
+    return reply.dump();
+}
+
+}  // namespace understudy

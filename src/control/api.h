@@ -1,0 +1,54 @@
+// The control API: a Unix socket speaking newline-delimited JSON. One request object per line, one reply
+// object per line: {"ok": true, ...} or {"ok": false, "error": "what is wrong"}. A bad request never
+// disturbs other clients or the daemon. Operations are listed in docs/operations.md.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/result.h"
+#include "event_loop.h"
+
+namespace understudy {
+
+constexpr size_t kMaxRequestBytes = 1 << 20;  // a longer line is answered with an error and the client dropped
+
+// What the API can do; the daemon (balancer or agent) implements it.
+class ApiHandler {
+  public:
+    virtual ~ApiHandler() = default;
+    // Returns the reply fields (without "ok"), or an error message.
+    virtual Result<nlohmann::ordered_json> handle(const std::string &op, const nlohmann::json &request) = 0;
+};
+
+class ApiServer {
+  public:
+    ApiServer(EventLoop &loop, ApiHandler &handler);
+    ~ApiServer();
+
+    // Creates the socket (and its directory), mode 0660, group `group` ("" = keep root's).
+    Status listen(const std::string &path, const std::string &group);
+
+    // Handles one request line; public so tests and the agent can reuse the exact same parsing.
+    std::string handle_line(const std::string &line);
+
+  private:
+    struct Client {
+        std::string in;
+        std::string out;
+    };
+    void accept_clients();
+    void on_client(int fd, uint32_t events);
+    void close_client(int fd);
+
+    EventLoop &loop_;
+    ApiHandler &handler_;
+    int listen_fd_ = -1;
+    std::string path_;
+    std::map<int, Client> clients_;
+};
+
+}  // namespace understudy
