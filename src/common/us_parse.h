@@ -121,7 +121,8 @@ US_INLINE int us_parse_ipv6(const uint8_t *ip, const uint8_t *end, struct us_par
         return US_PARSE_DROP;
     }
     uint32_t payload = us_be16(ip + 4);
-    if (payload == 0 || ip + 40 + payload > end) { /* 0 would be a jumbogram: not supported */
+    /* 0 would be a jumbogram (not supported); l3_len must fit 16 bits */
+    if (payload == 0 || payload > 65535 - 40 || ip + 40 + payload > end) {
         *reason = US_DROP_bad_ip_length;
         return US_PARSE_DROP;
     }
@@ -133,8 +134,9 @@ US_INLINE int us_parse_ipv6(const uint8_t *ip, const uint8_t *end, struct us_par
 
     uint8_t next = ip[6];
     const uint8_t *h = ip + 40;
+    /* One more round than headers walked: the last may only find the upper-layer protocol. */
     US_UNROLL
-    for (int i = 0; i < US_MAX_EXT_HEADERS; i++) {
+    for (int i = 0; i <= US_MAX_EXT_HEADERS; i++) {
         if (next != US_IPPROTO_HOPOPTS && next != US_IPPROTO_ROUTING && next != US_IPPROTO_FRAGMENT &&
             next != US_IPPROTO_DSTOPTS && next != US_IPPROTO_AH) {
             if (next == US_IPPROTO_ESP) {
@@ -145,13 +147,22 @@ US_INLINE int us_parse_ipv6(const uint8_t *ip, const uint8_t *end, struct us_par
             *l4 = h;
             return US_PARSE_OK;
         }
-        if (h + 8 > pkt_end) {
+        if (i == US_MAX_EXT_HEADERS || h + 8 > pkt_end) {
             *reason = US_DROP_bad_ext_header;
             return US_PARSE_DROP;
         }
         uint32_t len;
         if (next == US_IPPROTO_FRAGMENT) {
-            p->fragment = 1;
+            uint16_t off_m = us_be16(h + 2);
+            if ((off_m & 0xfff9) != 0) {
+                /* A real fragment (an atomic one, offset 0 without M, is not). Every fragment of the
+                 * datagram, first or later, takes its protocol from this header and stops here, so all
+                 * of them hash alike whatever follows in the first one. */
+                p->fragment = 1;
+                p->proto = h[0];
+                *l4 = h + 8;
+                return US_PARSE_OK;
+            }
             len = 8;
         } else if (next == US_IPPROTO_AH) {
             len = ((uint32_t)h[1] + 2) * 4;
@@ -165,7 +176,7 @@ US_INLINE int us_parse_ipv6(const uint8_t *ip, const uint8_t *end, struct us_par
             return US_PARSE_DROP;
         }
     }
-    *reason = US_DROP_bad_ext_header; /* chain longer than we walk */
+    *reason = US_DROP_bad_ext_header; /* not reached: the loop returns */
     return US_PARSE_DROP;
 }
 
@@ -216,6 +227,7 @@ US_INLINE int us_parse_quote(const uint8_t *q, const uint8_t *end, int v6, struc
         }
         l4 = q + (uint32_t)(q[0] & 0x0f) * 4;
         inner.proto = q[9];
+        inner.fragment = (us_be16(q + 6) & 0x3fff) != 0;
         us_v4_mapped(inner.src, q + 12);
         us_v4_mapped(inner.dst, q + 16);
     } else {
@@ -225,10 +237,12 @@ US_INLINE int us_parse_quote(const uint8_t *q, const uint8_t *end, int v6, struc
         }
         l4 = q + 40; /* extension headers in a quote are not walked: such errors go the non-VIP way */
         inner.proto = q[6];
+        inner.fragment = 0;
         us_memcpy(inner.src, q + 8, 16);
         us_memcpy(inner.dst, q + 24, 16);
     }
-    if (inner.proto == US_IPPROTO_TCP || inner.proto == US_IPPROTO_UDP) {
+    /* A quoted fragment was hashed without ports when it went out: so is its error. */
+    if (!inner.fragment && (inner.proto == US_IPPROTO_TCP || inner.proto == US_IPPROTO_UDP)) {
         if (l4 + 8 > end) {
             *reason = US_DROP_bad_icmp_quote;
             return US_PARSE_DROP;
@@ -304,7 +318,9 @@ US_INLINE int us_parse_packet(const uint8_t *data, const uint8_t *end, struct us
             return US_PARSE_DROP;
         }
         uint8_t icmp_type = l4[0];
-        int is_error = p->proto == US_IPPROTO_ICMP ? icmp_type == 3 : (icmp_type == 1 || icmp_type == 2);
+        /* ICMP belongs to IPv4 and ICMPv6 to IPv6; the other pairings are not errors we act on. */
+        int is_error = p->ip_version == 4 ? p->proto == US_IPPROTO_ICMP && icmp_type == 3
+                                          : p->proto == US_IPPROTO_ICMPV6 && (icmp_type == 1 || icmp_type == 2);
         if (is_error)
             return us_parse_quote(l4 + 8, l3_end, p->proto == US_IPPROTO_ICMPV6, p, reason);
     }
