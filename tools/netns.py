@@ -9,8 +9,8 @@ All traffic stays inside namespaces this tool creates.
 Layout (PREFIX defaults to "us"):
     PREFIX-sw   a bridge, the segment
     PREFIX-c1   client 10.0.0.101 (and more clients .102...), routes the VIPs to the first balancer
-    PREFIX-lb1  balancer host: eth0 is handed to DPDK (net_af_packet), the kernel keeps 10.0.0.2 on the
-                exception-path tap that the daemon creates (understudy0)
+    PREFIX-lb1  balancer host: eth0 is handed to DPDK (net_af_packet); the daemon creates the exception-path
+                tap (understudy0) and puts 10.0.0.2 on it (exception_addresses in its config)
     PREFIX-bN   backend N at 10.0.0.(10+N), VIPs on its loopback, answering ARP only for its own address
 """
 import argparse
@@ -181,15 +181,13 @@ class Topology:
         with open(log_path, "w") as log:
             p = self.balancer(i).popen(binary, "run", "--config", config, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(p)
-        ns = self.balancer(i)
-        wait_for(lambda: p.poll() is not None or
-                 ns.run("ip", "link", "show", "understudy0", check=False).returncode == 0, 30,
-                 f"balancer {i} exception tap", log_path)
+        def started():
+            with open(log_path) as f:
+                return p.poll() is not None or "understudy: forwarding" in f.read()
+        wait_for(started, 30, f"balancer {i} to start forwarding", log_path)
         if p.poll() is not None:
             with open(log_path) as f:
                 raise RuntimeError(f"balancer {i} exited {p.returncode}: {f.read()}")
-        ns.run("ip", "addr", "add", f"{self.balancer_addr(i)}/24", "dev", "understudy0")
-        ns.run("ip", "link", "set", "understudy0", "up")
         return p
 
 

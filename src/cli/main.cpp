@@ -2,6 +2,7 @@
 // to the daemon's control socket.
 #include <cstdio>
 
+#include "client.h"
 #include "commands.h"
 
 int main(int argc, char **argv)
@@ -9,6 +10,9 @@ int main(int argc, char **argv)
     CLI::App app{"understudyctl: inspect and operate the understudy load balancer"};
     app.require_subcommand(1);
     app.set_version_flag("--version", "understudyctl 0.1.0");
+    app.fallthrough();  // --socket may come after the subcommand too
+    app.add_option("--socket", understudy::cli::socket_path(),
+                   "control socket of the daemon (default $UNDERSTUDY_SOCKET or /run/understudy/understudy.sock)");
     understudy::cli::Action action;
     understudy::cli::add_check_command(app, action);
     understudy::cli::add_lookup_command(app, action);

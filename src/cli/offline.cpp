@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "client.h"
 #include "commands.h"
 #include "core/lookup.h"
 
@@ -67,8 +68,70 @@ static void print_human(const LookupResult &r, const Endpoint &client, const Loo
               << "\n";
 }
 
+// Live: the daemon runs the same lookup with its current config and health.
+static int run_live_lookup(const LookupOptions &o)
+{
+    if (!o.down.empty()) {
+        std::cerr << "lookup: --down is for offline lookups (--config); live lookups use the daemon's health\n";
+        return kUsage;
+    }
+    if (o.batch) {
+        std::vector<std::string> lines;
+        std::string line;
+        int rc = kOk;
+        auto flush = [&] {
+            if (lines.empty())
+                return true;
+            Reply r = call({{"op", "lookup"}, {"lines", lines}});
+            if (r.exit_code != kOk) {
+                rc = report_failure(r);
+                return false;
+            }
+            for (auto &res : r.body["results"]) {
+                if (res.contains("error"))
+                    rc = kFailed;
+                std::cout << res.dump() << "\n";
+            }
+            lines.clear();
+            return true;
+        };
+        while (std::getline(std::cin, line)) {
+            lines.push_back(line);
+            if (lines.size() == 10000 && !flush())
+                return rc;
+        }
+        flush();
+        return rc;
+    }
+    if (o.vip.empty() || o.src.empty()) {
+        std::cerr << "lookup: give --vip ADDR:PORT/PROTO and --src ADDR:PORT, or --batch\n";
+        return kUsage;
+    }
+    Reply r = call({{"op", "lookup"}, {"vip", o.vip}, {"src", o.src}});
+    if (r.exit_code != kOk)
+        return report_failure(r);
+    nlohmann::ordered_json out;
+    for (const char *k : {"session_hash", "bucket", "ordering", "primary", "serving"})
+        out[k] = r.body[k];
+    if (o.json) {
+        std::cout << out.dump() << "\n";
+    } else {
+        std::cout << "vip           " << o.vip << "  pool " << r.body["pool"].get<std::string>() << "\n"
+                  << "client        " << o.src << "\n"
+                  << "session hash  " << out["session_hash"].get<std::string>() << "\n"
+                  << "bucket        " << out["bucket"] << "\n"
+                  << "ordering      " << out["ordering"].dump() << "\n"
+                  << "primary       " << out["primary"].dump() << "\n"
+                  << "serving       " << (out["serving"].is_null() ? "none: no server is operational" : out["serving"].dump())
+                  << "\n";
+    }
+    return kOk;
+}
+
 static int run_lookup(const LookupOptions &o)
 {
+    if (o.config.empty())
+        return run_live_lookup(o);
     auto config = load_config(o.config);
     if (!config) {
         std::cerr << config.error() << "\n";
@@ -131,7 +194,7 @@ void add_lookup_command(CLI::App &app, Action &action)
 {
     auto *cmd = app.add_subcommand("lookup", "Show the session hash, bucket, ordering, primary and serving server of a flow");
     auto o = std::make_shared<LookupOptions>();
-    cmd->add_option("--config,-c", o->config, "config file")->required();
+    cmd->add_option("--config,-c", o->config, "config file (offline); without it, ask the running daemon");
     cmd->add_option("--vip", o->vip, "VIP as ADDR:PORT/PROTO, IPv6 as [ADDR]:PORT/PROTO");
     cmd->add_option("--src", o->src, "client as ADDR:PORT, IPv6 as [ADDR]:PORT");
     cmd->add_option("--down", o->down, "server IDs to treat as not operational, comma-separated");

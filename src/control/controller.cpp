@@ -116,9 +116,12 @@ Status Controller::publish(const std::string &cause, uint64_t cause_ns, bool vip
     for (const Pool &pool : config_.pools) {
         PoolRuntime &rt = *pools_.at(pool.name);
         int standby = 1 - rt.active;
-        rt.lag.insert(rt.pending.begin(), rt.pending.end());
+        // Copying a bucket twice is harmless and cheaper than merging the two lists.
+        const us_bucket_entry *now = rt.table->entries().data();
         for (uint32_t b : rt.lag)
-            rt.buffer[standby][b] = rt.table->entries()[b];
+            rt.buffer[standby][b] = now[b];
+        for (uint32_t b : rt.pending)
+            rt.buffer[standby][b] = now[b];
         changed += rt.pending.size();
         tables.push_back(rt.table.get());
         entries.push_back(rt.buffer[standby].data());
@@ -144,7 +147,7 @@ Status Controller::publish(const std::string &cause, uint64_t cause_ns, bool vip
     for (const Pool &pool : config_.pools) {
         PoolRuntime &rt = *pools_.at(pool.name);
         rt.active = 1 - rt.active;
-        rt.lag = std::set<uint32_t>(rt.pending.begin(), rt.pending.end());
+        rt.lag = std::move(rt.pending);
         rt.pending.clear();
     }
     last_update_ = UpdateRecord{generation_, cause, cause_ns, monotonic_ns(), rte_rdtsc(), changed};

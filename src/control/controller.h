@@ -71,7 +71,7 @@ class Controller {
         std::unique_ptr<PoolTable> table;
         std::vector<us_bucket_entry> buffer[2];
         int active = 0;                      // the buffer the current snapshot points at
-        std::set<uint32_t> lag;              // buckets where the standby buffer is behind the table
+        std::vector<uint32_t> lag;           // buckets where the standby buffer is behind the table
         std::vector<uint32_t> pending;       // changed since the last publication
     };
 

@@ -3,6 +3,8 @@
 #include "daemon.h"
 
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -68,6 +70,38 @@ static Status restart_only_changes(const Config &a, const Config &b)
                  "; nothing was applied (restore them, or restart the daemon)"};
 }
 
+extern "C" char **environ;
+
+// Runs a command (iproute2) and waits for it; returns its exit status.
+static int run_command(std::vector<std::string> argv)
+{
+    std::vector<char *> args;
+    for (auto &a : argv)
+        args.push_back(a.data());
+    args.push_back(nullptr);
+    pid_t pid;
+    if (posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0)
+        return -1;
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The host's own addresses on the exception interface, before probes start: the kernel answers ARP and
+// ICMP for them and sources health probes from them.
+static Status configure_exception_iface(const Config &config)
+{
+    if (config.dataplane.non_vip != NonVipPolicy::kernel || config.dataplane.exception_addresses.empty())
+        return Ok{};
+    const std::string &iface = config.dataplane.exception_iface;
+    for (const std::string &a : config.dataplane.exception_addresses)
+        if (run_command({"ip", "addr", "replace", a, "dev", iface}) != 0)
+            return Error{"cannot add " + a + " to " + iface + " (ip addr replace failed)"};
+    if (run_command({"ip", "link", "set", iface, "up"}) != 0)
+        return Error{"cannot bring " + iface + " up"};
+    return Ok{};
+}
+
 int run_daemon(const DaemonOptions &o)
 {
     auto loaded = load_config(o.config);
@@ -97,6 +131,10 @@ int run_daemon(const DaemonOptions &o)
         return 1;
     }
     TelemetryExport::instance().register_commands();
+    if (auto st = configure_exception_iface(initial); !st) {
+        log(st.error());
+        return 1;
+    }
 
     Controller controller(dataplane, log);
     if (auto st = controller.start(initial); !st) {

@@ -47,6 +47,10 @@ struct HealthStatus {
 // Initial state: a backend counts as up until its first probe completes; the first result decides at
 // once (a backend that is down at start-up is not used for fall x interval), after that rise and fall
 // apply. kind = none: always up, never probed.
+// A backend (same pool and id) whose address or settings change keeps its up/down state, so that a view
+// built from the events stays right, and starts over otherwise: its first probe decides at once, either
+// way; a down backend whose kind becomes none comes up with an event ("health checks off"). Events are
+// only ever reported from run(), including those caused by set_targets().
 class HealthChecker {
   public:
     using Callback = std::function<void(const HealthEvent &)>;
@@ -56,7 +60,7 @@ class HealthChecker {
     HealthChecker &operator=(const HealthChecker &) = delete;
 
     // Replaces the target set. Targets whose pool, id, address and settings are unchanged keep their
-    // state and schedule; new ones start as described above.
+    // state and schedule; new and changed ones start as described above; removed ones are forgotten.
     void set_targets(const std::vector<ProbeTarget> &targets);
 
     int fd() const;                     // an epoll fd: poll it for readability in the caller's loop

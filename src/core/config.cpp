@@ -566,7 +566,7 @@ void read_dataplane(const toml::table &table, DataplaneConfig &d, Report &report
 {
     Section s(table, "dataplane", report,
               {"eal_args", "workers", "source_v4", "source_v6", "gateway_mac", "non_vip", "exception_iface",
-               "conn_table_size", "hop_budget", "port"});
+               "exception_addresses", "gue_port", "conn_table_size", "hop_budget", "port"});
     auto array = [&](std::string_view key) -> const toml::array * {
         const toml::node *n = table.get(key);
         if (n && !n->is_array())
@@ -600,6 +600,30 @@ void read_dataplane(const toml::table &table, DataplaneConfig &d, Report &report
             report.mark_bad(s.field("workers"));  // the list is incomplete: judge neither its size nor its order
         }
     }
+    if (const toml::array *addrs = array("exception_addresses")) {
+        for (size_t i = 0; i < addrs->size(); i++) {
+            const toml::node &n = *addrs->get(i);
+            std::string field = s.field(index("exception_addresses", i));
+            report.set_line(field, line_of(n));
+            if (!n.is_string()) {
+                report.reject(field, "must be a string \"ADDR/PREFIX\", not " + type_name(n));
+                continue;
+            }
+            std::string text = n.as_string()->get();
+            auto slash = text.find('/');
+            auto addr = Address::parse(text.substr(0, slash));
+            int max_prefix = addr && addr->is_v4() ? 32 : 128;
+            int prefix = -1;
+            if (slash != std::string::npos && slash + 1 < text.size() && slash + 4 >= text.size() &&
+                text.find_first_not_of("0123456789", slash + 1) == std::string::npos)
+                prefix = std::stoi(text.substr(slash + 1));
+            if (!addr || prefix < 0 || prefix > max_prefix)
+                report.reject(field, quote(text) + " is not ADDR/PREFIX (e.g. \"10.0.0.2/24\")");
+            else
+                d.exception_addresses.push_back(text);
+        }
+    }
+    s.integer("gue_port", d.gue_port, 1, 65535);
     s.address("source_v4", d.source_v4);
     s.address("source_v6", d.source_v6);
     s.mac("gateway_mac", d.gateway_mac);

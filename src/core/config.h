@@ -88,6 +88,8 @@ struct DataplaneConfig {
     std::optional<std::array<uint8_t, 6>> gateway_mac;  // static next hop for encapsulated packets
     NonVipPolicy non_vip = NonVipPolicy::kernel;
     std::string exception_iface = "understudy0";  // net_tap interface of the exception path
+    std::vector<std::string> exception_addresses;  // "ADDR/PREFIX" the daemon puts on that interface at start
+    uint16_t gue_port = 6080;           // outer UDP destination port of gue
     uint32_t conn_table_size = 1u << 20;          // entries per worker lcore
     uint8_t hop_budget = 2;             // forwards a packet may still take after the balancer
 };

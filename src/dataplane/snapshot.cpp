@@ -184,7 +184,7 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, std::shar
     std::memcpy(s->source.v4, v4.bytes.data() + 12, 4);
     std::memcpy(s->source.v6, v6.bytes.data(), 16);
     s->source.port_mac = options.port_mac;
-    s->source.gue_port = rte_cpu_to_be_16(US_GUE_PORT_DEFAULT);
+    s->source.gue_port = rte_cpu_to_be_16(config.dataplane.gue_port);
     s->source.hop_budget = config.dataplane.hop_budget;
     return s;
 }

@@ -41,6 +41,7 @@ workers = [1]
 source_v4 = "10.0.0.2"
 non_vip = "kernel"
 exception_iface = "understudy0"
+exception_addresses = ["10.0.0.2/24"]
   [[dataplane.port]]
   name = "p0"
   devargs = "net_af_packet0,iface=eth0"
