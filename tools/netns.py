@@ -147,6 +147,11 @@ class Topology:
                     except (ProcessLookupError, ValueError):
                         pass
                 sh("ip", "netns", "del", name, check=False)
+        # Veth ends left in this namespace by a run that was killed half-way through up().
+        for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            if name.startswith(self.prefix) and name[len(self.prefix):len(self.prefix) + 1] in "clb":
+                sh("ip", "link", "del", name, check=False)
 
     def __enter__(self):
         return self.up()
@@ -155,27 +160,68 @@ class Topology:
         self.down()
 
     # services
+    HTTP_SERVER = (
+        "import http.server,socketserver,sys\n"
+        "name=sys.argv[1]\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        body=(name+' '+self.client_address[0]+':'+str(self.client_address[1])+'\\n').encode()\n"
+        "        self.send_response(200); self.send_header('Content-Length',str(len(body))); self.end_headers()\n"
+        "        self.wfile.write(body)\n"
+        "    def log_message(self,*a): pass\n"
+        "class S(socketserver.ThreadingMixIn,http.server.HTTPServer):\n"
+        "    allow_reuse_address=True; daemon_threads=True\n"
+        "S(('0.0.0.0',int(sys.argv[2])),H).serve_forever()\n")
+
+    def start_http_server(self, i, port=8080):
+        """A server in backend i that names itself ("bI CLIENT:PORT") in its replies."""
+        p = self.backend(i).popen("/usr/bin/python3", "-c", self.HTTP_SERVER, f"b{i}", str(port),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        wait_for(lambda: f":{port} " in self.backend(i).run("ss", "-ltn").stdout, 10, f"HTTP server in backend {i}")
+        return p
+
+    def stop_http_server(self, i):
+        self.stop_backend_servers(i, "BaseHTTPRequestHandler")
+
     def start_http_servers(self, port=8080):
-        """A server in every backend that names itself in its replies."""
-        script = (
-            "import http.server,socketserver,sys\n"
-            "name=sys.argv[1]\n"
-            "class H(http.server.BaseHTTPRequestHandler):\n"
-            "    def do_GET(self):\n"
-            "        body=(name+' '+self.client_address[0]+':'+str(self.client_address[1])+'\\n').encode()\n"
-            "        self.send_response(200); self.send_header('Content-Length',str(len(body))); self.end_headers()\n"
-            "        self.wfile.write(body)\n"
-            "    def log_message(self,*a): pass\n"
-            "class S(socketserver.ThreadingMixIn,http.server.HTTPServer):\n"
-            "    allow_reuse_address=True; daemon_threads=True\n"
-            f"S(('0.0.0.0',{port}),H).serve_forever()\n")
         for i in range(1, self.n_backends + 1):
-            p = self.backend(i).popen("/usr/bin/python3", "-c", script, f"b{i}",
+            self.start_http_server(i, port)
+
+    def start_udp_counters(self, port, workdir):
+        """A UDP sink in every backend that keeps the number of datagrams it got in WORKDIR/udp-bN."""
+        script = (
+            "import os,socket,sys,time\n"
+            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            "s.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,4<<20); s.bind(('0.0.0.0',int(sys.argv[1])))\n"
+            "s.settimeout(0.05); n=0; saved=-1; t=0\n"
+            "while True:\n"
+            "    try:\n"
+            "        s.recv(2048); n+=1\n"
+            "    except socket.timeout:\n"
+            "        pass\n"
+            "    if n!=saved and time.monotonic()-t>0.05:\n"
+            "        open(sys.argv[2]+'.tmp','w').write(str(n)); os.replace(sys.argv[2]+'.tmp',sys.argv[2])\n"
+            "        saved=n; t=time.monotonic()\n")
+        for i in range(1, self.n_backends + 1):
+            path = os.path.join(workdir, f"udp-b{i}")
+            with open(path, "w") as f:
+                f.write("0")
+            p = self.backend(i).popen("/usr/bin/python3", "-c", script, str(port), path,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.procs.append(p)
         for i in range(1, self.n_backends + 1):
-            wait_for(lambda i=i: f":{port} " in self.backend(i).run("ss", "-ltn").stdout, 10,
-                     f"HTTP server in backend {i}")
+            wait_for(lambda i=i: f":{port} " in self.backend(i).run("ss", "-lun").stdout, 10, f"UDP sink in backend {i}")
+
+    def stop_backend_servers(self, i, pattern):
+        """Kills the processes in backend i whose command line contains pattern."""
+        for pid in sh("ip", "netns", "pids", self.backend(i).name, check=False).stdout.split():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if pattern.encode() in f.read():
+                        os.kill(int(pid), signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
 
     def start_balancer(self, i, binary, config, log_path):
         with open(log_path, "w") as log:

@@ -191,7 +191,7 @@ def load_config(path):
         pools[name] = {"name": name, "table_bits": int(p.get("table_bits", 20)), "backends": backends}
     vips = {}
     for v in cfg.get("vip", []):
-        proto = PROTOCOLS[v["protocol"].lower()]
+        proto = PROTOCOLS[v.get("protocol", "tcp").lower()]
         if v["pool"] not in pools:
             raise ConfigError("vip %s:%s: unknown pool %r" % (v["address"], v["port"], v["pool"]))
         key = (addr16(v["address"]), int(v["port"]), proto)

@@ -47,6 +47,7 @@ struct us_gue_hdr {
 /* Drop reasons: every drop path counts exactly one of these. X(name, help) */
 #define US_DROP_REASONS(X)                                                                                 \
     X(truncated_l2, "shorter than its Ethernet or VLAN header")                                            \
+    X(multi_segment, "frame spans several buffers: jumbo frames need a larger mbuf data room")             \
     X(vlan_too_deep, "more than two VLAN tags")                                                            \
     X(not_ip, "neither IPv4 nor IPv6, and the non-VIP policy is drop")                                     \
     X(truncated_l3, "shorter than its IP header")                                                          \

@@ -90,6 +90,16 @@ void ApiServer::on_client(int fd, uint32_t events)
     if (it == clients_.end())
         return;
     Client &c = it->second;
+    if (c.discarding) {
+        // Reading what the client still sends lets it receive the error instead of a reset.
+        char buf[65536];
+        ssize_t n;
+        while ((n = ::read(fd, buf, sizeof buf)) > 0)
+            c.discarded += size_t(n);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || c.discarded > 64 * kMaxRequestBytes)
+            close_client(fd);
+        return;
+    }
     if (events & EPOLLIN) {
         char buf[16384];
         for (;;) {
@@ -122,8 +132,10 @@ void ApiServer::on_client(int fd, uint32_t events)
                                                    " bytes without a newline; closing the connection"}};
             c.out += e.dump() + "\n";
             c.in.clear();
-            ::write(fd, c.out.data(), c.out.size());  // best effort before dropping the client
-            close_client(fd);
+            [[maybe_unused]] ssize_t n = ::write(fd, c.out.data(), c.out.size());  // small: fits the buffer
+            c.out.clear();
+            ::shutdown(fd, SHUT_WR);
+            c.discarding = true;
             return;
         }
     }

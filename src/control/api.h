@@ -39,6 +39,8 @@ class ApiServer {
     struct Client {
         std::string in;
         std::string out;
+        bool discarding = false;  // after an oversized request: answer sent, input ignored until EOF
+        size_t discarded = 0;
     };
     void accept_clients();
     void on_client(int fd, uint32_t events);

@@ -276,19 +276,25 @@ Status Controller::apply_config(Config next, const std::string &cause, uint64_t 
 void Controller::refresh_neighbors()
 {
     auto all = read_neighbors();
-    std::map<Address, MacAddress> relevant;
+    // Sticky: an entry the kernel forgets (garbage collection, a probe in flight) keeps its last MAC;
+    // only a new or different MAC republishes.
+    bool changed = false;
     for (const Pool &pool : config_.pools) {
         for (const Backend &b : pool.backends) {
             auto it = all.find(b.address);
-            if (it != all.end())
-                relevant[b.address] = it->second;
-            else if (!b.mac && !config_.dataplane.gateway_mac)
+            if (it != all.end()) {
+                auto known = neighbors_.find(b.address);
+                if (known == neighbors_.end() || known->second != it->second) {
+                    neighbors_[b.address] = it->second;
+                    changed = true;
+                }
+            } else if (!b.mac && !config_.dataplane.gateway_mac) {
                 solicit_neighbor(b.address);
+            }
         }
     }
-    if (relevant == neighbors_)
+    if (!changed)
         return;
-    neighbors_ = std::move(relevant);
     if (auto st = publish("neighbours", monotonic_ns(), false); !st)
         log_("publish after a neighbour change failed: " + st.error());
 }

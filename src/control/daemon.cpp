@@ -190,13 +190,17 @@ int run_daemon(const DaemonOptions &o)
     });
     loop.add(controller.health().fd(), EPOLLIN, [&](uint32_t) { controller.health().run(); });
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    itimerspec every_second{{1, 0}, {1, 0}};
-    timerfd_settime(tfd, 0, &every_second, nullptr);
+    // Housekeeping every 200 ms: next hops (so a new backend is reachable quickly), and once a second the
+    // copy of the counters DPDK telemetry reads.
+    itimerspec tick{{0, 200'000'000}, {0, 200'000'000}};
+    timerfd_settime(tfd, 0, &tick, nullptr);
+    unsigned ticks = 0;
     loop.add(tfd, EPOLLIN, [&](uint32_t) {
         uint64_t expirations;
         [[maybe_unused]] ssize_t n = read(tfd, &expirations, sizeof expirations);
         controller.refresh_neighbors();
-        TelemetryExport::instance().update(controller.stats_json(), controller.backends_json(""));
+        if (ticks++ % 5 == 0)
+            TelemetryExport::instance().update(controller.stats_json(), controller.backends_json(""));
     });
 
     while (running) {

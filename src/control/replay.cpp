@@ -37,13 +37,16 @@ long count_pcap_records(const std::string &path, std::string &error)
         error = path + ": not a pcap file (pcapng is not supported: convert with editcap -F pcap)";
         return -1;
     }
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    in.seekg(sizeof header, std::ios::beg);
     long n = 0;
     uint8_t rec[16];
     while (in.read(reinterpret_cast<char *>(rec), sizeof rec)) {
         uint32_t len = swapped ? uint32_t(rec[8]) << 24 | uint32_t(rec[9]) << 16 | uint32_t(rec[10]) << 8 | rec[11]
                                : uint32_t(rec[8]) | uint32_t(rec[9]) << 8 | uint32_t(rec[10]) << 16 | uint32_t(rec[11]) << 24;
         in.seekg(len, std::ios::cur);
-        if (!in) {
+        if (!in || in.tellg() > size) {
             error = path + ": record " + std::to_string(n + 1) + " is truncated";
             return -1;
         }

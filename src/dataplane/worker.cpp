@@ -51,6 +51,10 @@ static inline uint16_t choose_server(Worker &w, const Vip &vip, const Pool &pool
 // Returns 1 when m went to tx, 2 when to the kernel, 0 when it was dropped.
 static inline int process_one(Worker &w, const Snapshot &s, rte_mbuf *m, uint32_t now)
 {
+    if (m->nb_segs != 1) {
+        drop(w, m, US_DROP_multi_segment);
+        return 0;
+    }
     const uint8_t *data = rte_pktmbuf_mtod(m, const uint8_t *);
     us_parsed p;
     int reason = 0;

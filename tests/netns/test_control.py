@@ -1,0 +1,356 @@
+#!/usr/bin/python3
+"""The control plane of a running daemon, from the outside: health probes against real servers, the control
+API over its real socket (valid, invalid, garbage and oversized requests), understudyctl run as a process,
+reload with good and bad files (file and SIGHUP), the Prometheus endpoint, and forwarding that loses nothing
+while tables are republished many times a second."""
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+BINARY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/control/understudy"
+CTL = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cli/understudyctl"
+ROOT = os.environ.get("UNDERSTUDY_SOURCE_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import netns  # noqa: E402
+
+VIP = "192.0.2.10"
+
+CONFIG = """
+[cluster]
+secret = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+
+[health]
+kind = "http"
+port = 8080
+path = "/"
+interval_ms = 100
+timeout_ms = 80
+rise = 2
+fall = 2
+
+[[pool]]
+name = "web"
+table_bits = 12
+  [[pool.backend]]
+  id = 1
+  address = "10.0.0.11"
+  [[pool.backend]]
+  id = 2
+  address = "10.0.0.12"
+  [[pool.backend]]
+  id = 3
+  address = "10.0.0.13"
+  weight = {w3}
+
+[[vip]]
+address = "192.0.2.10"
+port = 8080
+protocol = "tcp"
+pool = "web"
+method = "l2dsr"
+
+[[vip]]
+address = "192.0.2.10"
+port = 9000
+protocol = "udp"
+pool = "web"
+method = "l2dsr"
+conn_table = false
+
+[dataplane]
+eal_args = ["--in-memory", "--no-pci", "-l", "0,1", "--log-level=lib.*:warning", "--file-prefix=us-control-test"]
+workers = [1]
+source_v4 = "10.0.0.2"
+exception_addresses = ["10.0.0.2/24"]
+  [[dataplane.port]]
+  name = "p0"
+  devargs = "net_af_packet0,iface=eth0"
+
+[control]
+socket = "{dir}/understudy.sock"
+metrics = "127.0.0.1:9273"
+"""
+
+
+def require_environment():
+    if os.geteuid() != 0:
+        raise SystemExit("FAIL: namespace tests need root")
+    with open("/proc/sys/vm/nr_hugepages") as f:
+        if int(f.read()) < 256:
+            raise SystemExit("FAIL: fewer than 256 hugepages reserved: run tools/setup.sh")
+
+
+class ControlTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        require_environment()
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.config = os.path.join(cls.dir.name, "understudy.toml")
+        cls.write_config(w3=100)
+        cls.socket = os.path.join(cls.dir.name, "understudy.sock")
+        cls.log = os.path.join(cls.dir.name, "understudy.log")
+        cls.topo = netns.Topology(prefix="usc", backends=3, balancers=1).up()
+        cls.topo.start_http_servers(8080)
+        cls.topo.start_udp_counters(9000, cls.dir.name)
+        cls.daemon = cls.topo.start_balancer(1, BINARY, cls.config, cls.log)
+        netns.wait_for(lambda: all(h["up"] and h.get("probed") for h in cls.api({"op": "health"})["health"]), 15,
+                       "every backend probed up", cls.log)
+        c = cls.topo.client(1)
+        # The balancer learns next hops from the kernel's neighbour table: wait until a connection goes through.
+        netns.wait_for(lambda: c.run("curl", "-s", "-m", "1", f"http://{VIP}:8080/", check=False).returncode == 0,
+                       20, "a connection through the balancer", cls.log)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.topo.down()
+        cls.dir.cleanup()
+
+    @classmethod
+    def write_config(cls, w3, extra=""):
+        with open(cls.config, "w") as f:
+            f.write(CONFIG.format(dir=cls.dir.name, w3=w3) + extra)
+
+    @classmethod
+    def api(cls, request, expect_ok=True):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(cls.socket)
+            s.sendall((request if isinstance(request, str) else json.dumps(request)).encode() + b"\n")
+            reply = json.loads(s.makefile().readline())
+        if expect_ok is not None:
+            assert reply["ok"] == expect_ok, reply
+        return reply
+
+    def ctl(self, *args, check=None, input=None):
+        r = subprocess.run([CTL, "--socket", self.socket, *args], capture_output=True, text=True, timeout=60, input=input)
+        if check is not None:
+            self.assertEqual(r.returncode, check, r.stdout + r.stderr)
+        return r
+
+    def backend(self, id):
+        return next(b for b in self.api({"op": "backend.list"})["backends"] if b["id"] == id)
+
+    # --- the socket itself -------------------------------------------------------------------------
+
+    def test_socket_mode_and_owner(self):
+        st = os.stat(self.socket)
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o660)
+        self.assertEqual(st.st_uid, 0)
+
+    def test_bad_requests_get_errors_and_others_keep_being_served(self):
+        other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        other.settimeout(10)
+        other.connect(self.socket)
+        cases = {
+            "this is not json": "malformed JSON",
+            "[1, 2]": "JSON object",
+            "{\"no_op\": 1}": "missing \"op\"",
+            "{\"op\": 7}": "missing \"op\"",
+            "{\"op\": \"frobnicate\"}": "unknown op \"frobnicate\"",
+            "{\"op\": \"status\", \"bogus\": 1}": "unknown field \"bogus\"",
+            "{\"op\": \"backend.set\", \"pool\": \"web\", \"id\": \"two\", \"weight\": 5}": "\"id\" must be an integer",
+            "{\"op\": \"backend.set\", \"pool\": \"web\", \"id\": 2, \"weight\": 70000}": "\"weight\" must be 0..65535",
+            "{\"op\": \"backend.set\", \"pool\": \"nope\", \"id\": 2, \"weight\": 5}": "no pool named 'nope'",
+            "{\"op\": \"backend.drain\", \"pool\": \"web\", \"id\": 99}": "has no backend 99",
+            "{\"op\": \"backend.add\", \"pool\": \"web\", \"id\": 2, \"address\": \"10.0.0.99\"}": "duplicate",
+            "{\"op\": \"backend.add\", \"pool\": \"web\", \"id\": 9, \"address\": \"10.0.0.300\"}": "field \"address\"",
+            "{\"op\": \"vip.add\", \"address\": \"192.0.2.10\", \"port\": 8080, \"pool\": \"web\"}": "VIP",
+            "{\"op\": \"lookup\", \"vip\": \"192.0.2.10:8080\", \"src\": \"1.2.3.4:5\"}": "ADDR:PORT/PROTO",
+        }
+        generation = self.api({"op": "status"})["generation"]
+        for line, want in cases.items():
+            reply = self.api(line, expect_ok=False)
+            self.assertIn(want, reply["error"], line)
+        self.assertEqual(self.api({"op": "status"})["generation"], generation, "refused changes change nothing")
+        # An oversized line: an error, then the connection is dropped; the daemon goes on.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(self.socket)
+            try:
+                s.sendall(b"x" * (2 << 20))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            data = s.makefile("rb").read()
+            self.assertIn(b"request longer than", data)
+        other.sendall(b'{"op": "status", "id": 42}\n')
+        reply = json.loads(other.makefile().readline())
+        self.assertTrue(reply["ok"])
+        self.assertEqual(reply["id"], 42, "request ids are echoed")
+        other.close()
+
+    # --- health probes and failover ----------------------------------------------------------------
+
+    def test_health_failover_and_recovery(self):
+        lines = [f"198.51.100.{i} {20000 + i} {VIP} 8080 tcp" for i in range(1, 200)]
+        before = [json.loads(l) for l in self.ctl("lookup", "--batch", input="\n".join(lines) + "\n", check=0).stdout.splitlines()]
+        self.assertTrue(any(r["serving"] == 2 for r in before))
+        self.topo.stop_http_server(2)
+        netns.wait_for(lambda: not self.backend(2)["operational"], 5, "backend 2 to go down", self.log)
+        h = next(x for x in self.api({"op": "health"})["health"] if x["id"] == 2)
+        self.assertFalse(h["up"])
+        self.assertIn("refused", h["last_result"])
+        after = [json.loads(l) for l in self.ctl("lookup", "--batch", input="\n".join(lines) + "\n", check=0).stdout.splitlines()]
+        for b, a in zip(before, after):
+            self.assertEqual(a["ordering"], b["ordering"])
+            if b["serving"] == 2:
+                self.assertEqual(a["serving"], [i for i in b["ordering"] if i != 2][0], "first operational of the ordering")
+            else:
+                self.assertEqual(a["serving"], b["serving"], "other sessions do not move")
+        status = self.api({"op": "status"})
+        self.assertIn("health: web/2 down", status["last_update"]["cause"])
+        self.assertLess(status["last_update"]["publish_seconds"], 0.05)
+        with open(self.log) as f:
+            self.assertIn("health: web/2 down (connection refused)", f.read())
+        self.topo.start_http_server(2)
+        netns.wait_for(lambda: self.backend(2)["operational"], 5, "backend 2 to come back", self.log)
+        again = [json.loads(l) for l in self.ctl("lookup", "--batch", input="\n".join(lines) + "\n", check=0).stdout.splitlines()]
+        self.assertEqual(again, before)
+
+    # --- admin state through understudyctl ---------------------------------------------------------
+
+    def test_drain_enable_disable_and_weight(self):
+        self.ctl("backend", "drain", "--pool", "web", "--id", "3", check=0)
+        b = self.backend(3)
+        self.assertEqual(b["state"], "drain")
+        self.assertEqual(b["share"], 0.0, "a draining server gets no new buckets (others are operational)")
+        self.ctl("backend", "enable", "--pool", "web", "--id", "3", check=0)
+        self.assertGreater(self.backend(3)["share"], 0.2)
+        self.ctl("backend", "disable", "--pool", "web", "--id", "3", check=0)
+        self.assertFalse(self.backend(3)["operational"])
+        self.ctl("backend", "set", "--pool", "web", "--id", "3", "--state", "enabled", "--weight", "300", check=0)
+        self.assertGreater(self.backend(3)["share"], 0.45, "weight 300 against 100 + 100 is 60% of buckets")
+        r = self.ctl("backend", "set", "--pool", "web", "--id", "3", "--weight", "70000", check=1)
+        self.assertIn("weight", r.stderr)
+        self.ctl("backend", "set", "--pool", "web", "--id", "3", "--weight", "100", check=0)
+        table = self.ctl("backend", "list", check=0).stdout
+        self.assertIn("POOL", table.splitlines()[0])
+        self.assertEqual(len(table.splitlines()), 4)
+
+    def test_backend_and_vip_add_remove(self):
+        self.ctl("backend", "add", "--pool", "web", "--id", "7", "--address", "10.0.0.17", "--state", "disabled", check=0)
+        self.assertEqual(self.backend(7)["state"], "disabled")
+        self.ctl("backend", "remove", "--pool", "web", "--id", "7", check=0)
+        self.assertFalse(any(b["id"] == 7 for b in self.api({"op": "backend.list"})["backends"]))
+        self.ctl("vip", "add", "--address", "192.0.2.11", "--port", "80", "--pool", "web", "--method", "l2dsr", check=0)
+        vips = json.loads(self.ctl("vip", "list", "--json", check=0).stdout)["vips"]
+        self.assertIn(("192.0.2.11", 80), [(v["address"], v["port"]) for v in vips])
+        self.ctl("vip", "remove", "--address", "192.0.2.11", "--port", "80", check=0)
+        r = self.ctl("vip", "remove", "--address", "192.0.2.11", "--port", "80", check=1)
+        self.assertIn("no VIP", r.stderr)
+
+    # --- reload ------------------------------------------------------------------------------------
+
+    def test_reload_good_and_bad(self):
+        gen = self.api({"op": "status"})["generation"]
+        self.write_config(w3=250)
+        self.ctl("reload", check=0)
+        self.assertEqual(self.backend(3)["weight"], 250)
+        self.assertGreater(self.api({"op": "status"})["generation"], gen)
+        # A bad file: nothing changes, and the reply names file, line and field.
+        self.write_config(w3=250, extra='\n[[pool.backend]]\nid = 4\naddress = "10.0.0.14"\nwieght = 5\n')
+        gen = self.api({"op": "status"})["generation"]
+        r = self.ctl("reload", check=1)
+        self.assertIn(f"{self.config}:", r.stderr)
+        self.assertIn("wieght", r.stderr)
+        self.assertEqual(self.api({"op": "status"})["generation"], gen)
+        self.assertEqual(len(self.api({"op": "backend.list"})["backends"]), 3)
+        # SIGHUP reloads the same way.
+        self.write_config(w3=100)
+        self.daemon.send_signal(signal.SIGHUP)
+        netns.wait_for(lambda: self.backend(3)["weight"] == 100, 5, "SIGHUP reload", self.log)
+        # A change that needs a restart is refused whole.
+        with open(self.config) as f:
+            text = f.read()
+        with open(self.config, "w") as f:
+            f.write(text.replace("weight = 100", "weight = 120").replace('name = "p0"', 'name = "p1"'))
+        r = self.ctl("reload", check=1)
+        self.assertIn("only change with a restart", r.stderr)
+        self.assertEqual(self.backend(3)["weight"], 100)
+        self.write_config(w3=100)
+        self.ctl("reload", check=0)
+
+    # --- metrics, stats, status --------------------------------------------------------------------
+
+    def test_metrics_endpoint(self):
+        r = self.topo.balancer(1).run("curl", "-s", "-m", "5", "http://127.0.0.1:9273/metrics")
+        text = r.stdout
+        for name in ("understudy_rx_packets_total", "understudy_drops_total{reason=\"truncated_l2\"}",
+                     "understudy_backend_health_up{pool=\"web\",id=\"1\"} 1", "understudy_table_generation",
+                     "understudy_table_update_publish_seconds", "understudy_conn_table_entries",
+                     "understudy_failovers_total", "understudy_vip_packets_total{vip=\"192.0.2.10:8080/tcp\""):
+            self.assertIn(name, text)
+        r = self.topo.balancer(1).run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9273/nope")
+        self.assertEqual(r.stdout, "404")
+
+    def test_status_and_stats_watch(self):
+        out = self.ctl("status", check=0).stdout
+        self.assertIn("POOL", out)
+        self.assertIn("last update", out)
+        r = self.ctl("stats", "--watch", "0.5", "--count", "2", check=0)
+        self.assertEqual(r.stdout.count("RATE"), 2)
+        self.assertIn("rx_packets", r.stdout)
+
+    def test_unreachable_daemon_exit_code(self):
+        r = subprocess.run([CTL, "--socket", "/nonexistent/x.sock", "status"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("is it running?", r.stderr)
+
+    # --- forwarding while republishing -------------------------------------------------------------
+
+    def test_zz_no_loss_while_republishing(self):
+        def counts():
+            total = 0
+            for i in (1, 2, 3):
+                with open(os.path.join(self.dir.name, f"udp-b{i}")) as f:
+                    total += int(f.read() or 0)
+            return total
+        start = counts()
+        stop = threading.Event()
+        published = [0]
+
+        def churn():
+            w = 100
+            while not stop.is_set():
+                w = 101 if w == 100 else 100
+                self.api({"op": "backend.set", "pool": "web", "id": 3, "weight": w})
+                published[0] += 1
+                time.sleep(0.01)
+
+        drops_before = sum(self.api({"op": "stats"})["drops"].values())
+        t = threading.Thread(target=churn)
+        t.start()
+        n = 20000
+        sender = ("import socket,time\n"
+                  "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                  f"for i in range({n}):\n"
+                  f"    s.sendto(b'x'*64,('{VIP}',9000))\n"
+                  "    time.sleep(0.005) if i%25==0 else None\n")  # about 5,000 packets/s
+        t0 = time.monotonic()
+        self.topo.client(1).run("/usr/bin/python3", "-c", sender, timeout=120)
+        elapsed = time.monotonic() - t0
+        stop.set()
+        t.join()
+        try:
+            netns.wait_for(lambda: counts() - start >= n, 10, f"{n} datagrams at the backends")
+        finally:
+            stats = self.api({"op": "stats"})
+            print(f"sent {n}, backends got {counts() - start}, published {published[0]} times in {elapsed:.1f} s, "
+                  f"balancer rx {stats['counters']['rx_packets']} tx {stats['counters']['tx_packets']} "
+                  f"drops {[(k, v) for k, v in stats['drops'].items() if v]}", file=sys.stderr)
+        self.assertEqual(counts() - start, n, "every datagram reached a backend")
+        self.assertGreater(published[0] / elapsed, 10, "tables were republished more than 10 times a second")
+        drops = self.api({"op": "stats"})["drops"]
+        self.assertEqual(sum(drops.values()) - drops_before, 0, drops)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
