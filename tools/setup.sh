@@ -8,7 +8,7 @@ build=${UNDERSTUDY_BUILD:-build}
 
 packages=(
     build-essential meson ninja-build pkg-config git
-    libdpdk-dev dpdk libnuma-dev libpcap-dev
+    libdpdk-dev dpdk dpdk-dev libnuma-dev libpcap-dev
     libbpf-dev libxdp-dev bpftool clang llvm libclang-rt-14-dev libelf-dev zlib1g-dev
     libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev nlohmann-json3-dev
     python3 python3-scapy iproute2 iputils-ping curl procps

@@ -1,9 +1,11 @@
-// understudyctl plan: what a new config would move, before it is applied. Offline, from two config files;
-// the live mode (health and current config from the daemon) will reuse plan_change() and the printers.
+// understudyctl plan: what a new config would move, before it is applied. Offline from two config files, or
+// live: the daemon runs the same plan_change() against its running config and current health.
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
 
+#include "client.h"
 #include "commands.h"
 #include "core/lookup.h"
 #include "core/plan.h"
@@ -35,12 +37,36 @@ static int print_plan(const PlanResult &plan, bool json)
     return 0;
 }
 
+static int run_live_plan(const PlanOptions &o)
+{
+    if (!o.down.empty()) {
+        std::cerr << "plan: --down is for offline plans (--config); live plans use the daemon's health\n";
+        return kUsage;
+    }
+    auto next = load_config(o.next);  // checked here first, so errors name the file as the user wrote it
+    if (!next) {
+        std::cerr << next.error() << "\n";
+        return kFailed;
+    }
+    std::ifstream in(o.next);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    Reply r = call({{"op", "plan"}, {"config_text", text}, {"path", o.next}});
+    if (r.exit_code != kOk)
+        return report_failure(r);
+    if (o.json) {
+        r.body.erase("ok");
+        r.body.erase("text");
+        std::cout << r.body.dump() << "\n";
+    } else {
+        std::cout << r.body["text"].get<std::string>();
+    }
+    return kOk;
+}
+
 static int run_plan(const PlanOptions &o)
 {
-    if (o.config.empty()) {
-        std::cerr << "plan: live mode needs the daemon (not yet available); give --config\n";
-        return 2;
-    }
+    if (o.config.empty())
+        return run_live_plan(o);
     std::set<uint32_t> down_ids;
     if (!o.down.empty()) {
         auto ids = parse_id_list(o.down);
@@ -71,7 +97,7 @@ void add_plan_command(CLI::App &app, Action &action)
 {
     auto *cmd = app.add_subcommand("plan", "Show what a new config would move: per pool and backend, against the ideal");
     auto o = std::make_shared<PlanOptions>();
-    cmd->add_option("--config,-c", o->config, "current config file (offline mode)");
+    cmd->add_option("--config,-c", o->config, "current config file (offline); without it, ask the running daemon");
     cmd->add_option("--new,-n", o->next, "the config to plan for")->required();
     cmd->add_option("--down", o->down, "server IDs not operational now (and after), comma-separated");
     cmd->add_flag("--json", o->json, "print one JSON object");

@@ -230,7 +230,9 @@ Result<nlohmann::ordered_json> BalancerApi::handle(const std::string &op, const 
         auto plan = plan_change(cur, *next, controller_.down_pairs());
         if (!plan)
             return Error{plan.error()};
-        return to_json(*plan);
+        Json j = to_json(*plan);
+        j["text"] = plan_text(*plan);
+        return j;
     }
     return Error{"unknown op \"" + op +
                  "\"; known: status, vip.list, vip.add, vip.remove, backend.list, backend.add, backend.remove, "

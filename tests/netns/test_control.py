@@ -278,6 +278,21 @@ class ControlTest(unittest.TestCase):
         self.write_config(w3=100)
         self.ctl("reload", check=0)
 
+    def test_live_plan(self):
+        nxt = os.path.join(self.dir.name, "next.toml")
+        with open(nxt, "w") as f:
+            f.write(CONFIG.format(dir=self.dir.name, w3=100).replace('  id = 3\n  address = "10.0.0.13"\n', '  id = 3\n  address = "10.0.0.13"\n  state = "disabled"\n'))
+        r = self.ctl("plan", "--new", nxt, "--json", check=0)
+        plan = json.loads(r.stdout)
+        share3 = self.backend(3)["share"]
+        self.assertAlmostEqual(plan["moved"], share3, places=6, msg="disabling 3 moves exactly the buckets it serves")
+        self.assertAlmostEqual(plan["ideal"], 1 / 3, places=6)
+        self.assertIn("moved", self.ctl("plan", "--new", nxt, check=0).stdout)
+        with open(nxt, "a") as f:
+            f.write("\nbogus = 1\n")
+        r = self.ctl("plan", "--new", nxt, check=1)
+        self.assertIn(nxt + ":", r.stderr)
+
     # --- metrics, stats, status --------------------------------------------------------------------
 
     def test_metrics_endpoint(self):
