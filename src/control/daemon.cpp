@@ -34,7 +34,7 @@ static dp::DataplaneOptions dataplane_options(const Config &config, const std::v
         std::string iface = config.dataplane.ports.size() == 1
                                 ? config.dataplane.exception_iface
                                 : config.dataplane.exception_iface + std::to_string(o.ports.size());
-        o.ports.push_back(dp::PortSpec{p.name, p.devargs, p.rx_queues, tap, iface});
+        o.ports.push_back(dp::PortSpec{p.name, p.devargs, p.rx_queues, tap && p.rx_queues > 0, iface, p.tx_port});
     }
     o.worker_lcores = config.dataplane.worker_lcores;
     o.non_vip = config.dataplane.non_vip;

@@ -102,7 +102,7 @@ int run_replay(const ReplayOptions &o)
         dopt.eal_args = {"--in-memory", "--no-pci", "--no-telemetry", "-l", "0,1", "--log-level=lib.*:warning",
                          "--file-prefix=understudy-replay-" + std::to_string(getpid())};
     }
-    dopt.ports.push_back(dp::PortSpec{"pcap", "net_pcap_replay,rx_pcap=" + o.in + ",tx_pcap=" + o.out, 1, false, ""});
+    dopt.ports.push_back(dp::PortSpec{"pcap", "net_pcap_replay,rx_pcap=" + o.in + ",tx_pcap=" + o.out, 1, false, "", ""});
     dopt.worker_lcores = {};
     dopt.non_vip = NonVipPolicy::drop;  // counted, not written
     dopt.conn_table_size = config->dataplane.conn_table_size;

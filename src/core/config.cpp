@@ -553,12 +553,13 @@ Vip read_vip(const toml::table &table, const std::string &path, Report &report)
 PortConfig read_port(const toml::table &table, const std::string &path, Report &report)
 {
     PortConfig p;
-    Section s(table, path, report, {"name", "devargs", "rx_queues"});
+    Section s(table, path, report, {"name", "devargs", "rx_queues", "tx_port"});
     if (s.require("name", "a short name for logs and statistics"))
         s.string("name", p.name);
     if (s.require("devargs", "the DPDK device, e.g. \"net_af_xdp0,iface=eth0\" or a PCI address"))
         s.string("devargs", p.devargs);
-    s.integer("rx_queues", p.rx_queues, 1, 65535);
+    s.integer("rx_queues", p.rx_queues, 0, 65535);
+    s.string("tx_port", p.tx_port);
     return p;
 }
 
@@ -936,12 +937,20 @@ void check_dataplane(const Config &config, Report &report)
         }
         if (p.devargs.empty())
             report.problem(path + ".devargs", "must not be empty");
-        if (p.rx_queues == 0)
-            report.problem(path + ".rx_queues", range_message(1, 65535, 0));
         if (!report.known(path + ".rx_queues"))
             queues_known = false;
         queues += p.rx_queues;
     }
+    for (size_t i = 0; i < d.ports.size(); i++) {
+        const PortConfig &p = d.ports[i];
+        std::string path = "dataplane." + index("port", i);
+        if (!p.tx_port.empty() && !names.count(p.tx_port))
+            report.problem(path + ".tx_port", "no port named " + quote(p.tx_port));
+        else if (!p.tx_port.empty() && p.tx_port == p.name)
+            report.problem(path + ".tx_port", "names the port itself: leave it out to transmit by the same port");
+    }
+    if (queues_known && !d.ports.empty() && queues == 0)
+        report.problem("dataplane.port", "no port has an RX queue: give one rx_queues >= 1");
     std::map<unsigned, size_t> lcores;
     for (size_t i = 0; i < d.worker_lcores.size(); i++)
         if (auto [it, fresh] = lcores.emplace(d.worker_lcores[i], i); !fresh)

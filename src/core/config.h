@@ -76,7 +76,8 @@ struct Vip {
 struct PortConfig {
     std::string name;                   // for logs and stats
     std::string devargs;                // any PMD: "net_af_xdp0,iface=eth0", "0000:3b:00.0", ...
-    uint16_t rx_queues = 1;             // one worker per RX queue
+    uint16_t rx_queues = 1;             // one worker per RX queue; 0 for a port that only transmits
+    std::string tx_port;                // forward out of this other port ("" = the port packets came in by)
 };
 
 struct DataplaneConfig {

@@ -75,12 +75,14 @@ Status Dataplane::init(const DataplaneOptions &o)
 
     uint64_t tsc_per_tick = std::max<uint64_t>(1, rte_get_tsc_hz() / 1024);
     ports_started_ = true;
+    // Every port gets a TX queue per worker: worker i transmits on queue i of whichever port it sends by.
+    const uint16_t tx_queues = uint16_t(queues);
     for (size_t i = 0; i < o.ports.size(); i++) {
         const PortSpec &p = o.ports[i];
         uint16_t id;
         if (rte_eth_dev_get_port_by_name(device_name(p.devargs).c_str(), &id) != 0)
             return Error{"port " + p.name + ": no device '" + device_name(p.devargs) + "' after EAL start"};
-        if (auto st = setup_port(id, p.rx_queues, false); !st)
+        if (auto st = setup_port(id, p.rx_queues, tx_queues); !st)
             return Error{"port " + p.name + ": " + st.error()};
         port_ids_.push_back(id);
         uint16_t tap = kNoPort;
@@ -88,20 +90,29 @@ Status Dataplane::init(const DataplaneOptions &o)
             std::string tap_name = "net_tap" + std::to_string(i);
             if (rte_eth_dev_get_port_by_name(tap_name.c_str(), &tap) != 0)
                 return Error{"port " + p.name + ": exception tap did not come up"};
-            if (auto st = setup_port(tap, p.rx_queues, true); !st)
+            if (auto st = setup_port(tap, 1, tx_queues); !st)  // worker 0 of the port drains the kernel's packets
                 return Error{"port " + p.name + " exception tap: " + st.error()};
             rte_ether_addr mac;
             rte_eth_macaddr_get(id, &mac);
             rte_eth_dev_default_mac_addr_set(tap, &mac);  // the kernel answers ARP with the NIC's MAC
         }
         tap_ids_.push_back(tap);
+    }
+    for (size_t i = 0; i < o.ports.size(); i++) {
+        const PortSpec &p = o.ports[i];
+        uint16_t tx = port_ids_[i];
+        for (size_t j = 0; j < o.ports.size(); j++)
+            if (!p.tx_port.empty() && o.ports[j].name == p.tx_port)
+                tx = port_ids_[j];
         for (uint16_t q = 0; q < p.rx_queues; q++) {
             auto w = std::make_unique<Worker>();
             std::memset(&w->stats, 0, sizeof w->stats);
-            w->cfg.port = id;
+            w->cfg.port = port_ids_[i];
             w->cfg.queue = q;
-            w->cfg.tap_port = tap;
-            w->cfg.poll_tap = tap != kNoPort && q == 0;
+            w->cfg.tx_port = tx;
+            w->cfg.tx_queue = uint16_t(workers_.size());
+            w->cfg.tap_port = tap_ids_[i];
+            w->cfg.poll_tap = tap_ids_[i] != kNoPort && q == 0;
             w->cfg.rcu_id = unsigned(workers_.size());
             w->cfg.non_vip = o.non_vip;
             w->cfg.stop_after_rx = o.stop_after_rx;
@@ -119,23 +130,24 @@ Status Dataplane::init(const DataplaneOptions &o)
     return Ok{};
 }
 
-Status Dataplane::setup_port(uint16_t port, uint16_t queues, bool tap)
+Status Dataplane::setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queues)
 {
     rte_eth_dev_info info;
     int rc = rte_eth_dev_info_get(port, &info);
     if (rc != 0)
         return Error{"cannot read device info: " + rte_error(rc)};
     rte_eth_conf conf{};
-    if (queues > 1 && info.flow_type_rss_offloads) {
+    if (rx_queues > 1 && info.flow_type_rss_offloads) {
         conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
         conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
     }
-    if (queues > info.max_rx_queues || queues > info.max_tx_queues)
-        return Error{"device supports " + std::to_string(info.max_rx_queues) + " RX queues, " +
-                     std::to_string(queues) + " asked"};
-    // A tap has one RX queue (worker 0 drains the kernel's packets) and a TX queue per worker.
-    uint16_t rxq = tap ? 1 : queues;
-    if ((rc = rte_eth_dev_configure(port, rxq, queues, &conf)) != 0)
+    // A transmit-only port still gets one RX queue, which nobody polls: some drivers need one.
+    uint16_t rxq = std::max<uint16_t>(1, rx_queues);
+    if (rxq > info.max_rx_queues || tx_queues > info.max_tx_queues)
+        return Error{"device supports " + std::to_string(info.max_rx_queues) + " RX and " +
+                     std::to_string(info.max_tx_queues) + " TX queues; " + std::to_string(rxq) + " and " +
+                     std::to_string(tx_queues) + " needed"};
+    if ((rc = rte_eth_dev_configure(port, rxq, tx_queues, &conf)) != 0)
         return Error{"configure: " + rte_error(rc)};
     uint16_t rx_desc = 1024, tx_desc = 1024;
     rte_eth_dev_adjust_nb_rx_tx_desc(port, &rx_desc, &tx_desc);
@@ -143,7 +155,7 @@ Status Dataplane::setup_port(uint16_t port, uint16_t queues, bool tap)
     for (uint16_t q = 0; q < rxq; q++)
         if ((rc = rte_eth_rx_queue_setup(port, q, rx_desc, socket, nullptr, pool_)) != 0)
             return Error{"RX queue " + std::to_string(q) + ": " + rte_error(rc)};
-    for (uint16_t q = 0; q < queues; q++)
+    for (uint16_t q = 0; q < tx_queues; q++)
         if ((rc = rte_eth_tx_queue_setup(port, q, tx_desc, socket, nullptr)) != 0)
             return Error{"TX queue " + std::to_string(q) + ": " + rte_error(rc)};
     if ((rc = rte_eth_dev_start(port)) != 0)

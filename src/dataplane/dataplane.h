@@ -21,9 +21,10 @@ namespace understudy::dp {
 struct PortSpec {
     std::string name;
     std::string devargs;
-    uint16_t rx_queues = 1;
+    uint16_t rx_queues = 1;      // 0: transmit only
     bool exception_tap = false;  // create a net_tap for non-VIP traffic
     std::string tap_iface;
+    std::string tx_port;         // name of the port to forward out of ("" = this one)
 };
 
 struct DataplaneOptions {
@@ -56,7 +57,7 @@ class Dataplane {
     uint64_t first_packet_tsc(uint64_t generation) const;
 
   private:
-    Status setup_port(uint16_t port, uint16_t queues, bool tx_only_tap);
+    Status setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queues);
 
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<unsigned> lcores_;

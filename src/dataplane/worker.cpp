@@ -187,7 +187,7 @@ int worker_main(void *arg)
                 uint64_t bytes = 0;  // summed before sending: the driver owns what it sent
                 for (uint16_t i = 0; i < r.n_tx; i++)
                     bytes += rte_pktmbuf_pkt_len(tx[i]);
-                uint16_t sent = rte_eth_tx_burst(w.cfg.port, w.cfg.queue, tx, r.n_tx);
+                uint16_t sent = rte_eth_tx_burst(w.cfg.tx_port, w.cfg.tx_queue, tx, r.n_tx);
                 for (uint16_t i = sent; i < r.n_tx; i++) {
                     bytes -= rte_pktmbuf_pkt_len(tx[i]);
                     drop(w, tx[i], US_DROP_tx_full);
@@ -201,7 +201,7 @@ int worker_main(void *arg)
                         drop(w, exc[i], US_DROP_exception_full);
                 } else {
                     w.stats.counters[US_CTR_exception_packets] +=
-                        send(w, w.cfg.tap_port, w.cfg.queue, exc, r.n_exc, US_DROP_exception_full);
+                        send(w, w.cfg.tap_port, w.cfg.tx_queue, exc, r.n_exc, US_DROP_exception_full);
                 }
             }
         }
@@ -209,7 +209,7 @@ int worker_main(void *arg)
             // What the kernel sends (ARP replies, ICMP, probe traffic, BGP) leaves by the NIC.
             uint16_t k = rte_eth_rx_burst(w.cfg.tap_port, 0, exc, kBurst);
             if (k)
-                w.stats.counters[US_CTR_kernel_packets] += send(w, w.cfg.port, w.cfg.queue, exc, k, US_DROP_tx_full);
+                w.stats.counters[US_CTR_kernel_packets] += send(w, w.cfg.port, w.cfg.tx_queue, exc, k, US_DROP_tx_full);
         }
         rte_rcu_qsbr_quiescent(w.rcu, w.cfg.rcu_id);
         if (w.cfg.stop_after_rx && w.stats.counters[US_CTR_rx_packets] >= w.cfg.stop_after_rx)

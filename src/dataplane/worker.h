@@ -18,9 +18,11 @@ constexpr uint16_t kBurst = 32;
 constexpr uint16_t kNoPort = 0xffff;
 
 struct WorkerConfig {
-    uint16_t port = 0;      // RX queue `queue` of this port; packets leave by TX queue `queue` of it too
+    uint16_t port = 0;      // polls RX queue `queue` of this port
     uint16_t queue = 0;
-    uint16_t tap_port = kNoPort;  // exception path: TX queue `queue` of the tap; RX only on worker 0
+    uint16_t tx_port = 0;   // forwards by TX queue `tx_queue` of this port (the same port, or its tx_port)
+    uint16_t tx_queue = 0;
+    uint16_t tap_port = kNoPort;  // exception path: TX queue `tx_queue` of the tap; RX by the port's first worker
     bool poll_tap = false;
     unsigned rcu_id = 0;
     NonVipPolicy non_vip = NonVipPolicy::kernel;

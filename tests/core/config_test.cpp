@@ -1086,7 +1086,7 @@ TEST(ConfigValidate, DataplaneNeedsPortsAndSourceAddresses)
                      "encapsulates in IPv6 and needs an outer source address");
 
     config->dataplane.source_v6 = *Address::parse("fd00::2");
-    config->dataplane.ports.push_back({"p0", "net_tap0", 1});
+    config->dataplane.ports.push_back({"p0", "net_tap0", 1, ""});
     config->dataplane.worker_lcores = {1};
     EXPECT_TRUE(validate_for_dataplane(*config)) << validate_for_dataplane(*config).error();
     EXPECT_TRUE(validate_config(*config)) << validate_config(*config).error();
@@ -1135,14 +1135,36 @@ TEST(ConfigErrors, WorkersMatchRxQueues)
         /* 13 */ "  devargs = \"net_tap0\"",
         /* 14 */ "  rx_queues = 0",
     }));
-    // Three workers for 2 + 1 + 0 queues: the count is right even though one port is wrong.
-    ASSERT_EQ(ps.size(), 5u) << show(ps);
+    // Three workers for 2 + 1 + 0 queues: the count is right even though one port is wrong. A port with
+    // no RX queue is a transmit-only port (the target of another port's tx_port).
+    ASSERT_EQ(ps.size(), 4u) << show(ps);
     EXPECT_TRUE(has_problem(ps, "t.toml:4: dataplane.workers[2]: ", "lcore 2 is listed twice"));
     EXPECT_TRUE(has_problem(ps, "t.toml:10: dataplane.port[1].name: ", "duplicate port name 'p0', also used by "
                                                                         "dataplane.port[0] at line 5"));
     EXPECT_TRUE(has_problem(ps, "t.toml:11: dataplane.port[1].devargs: ", "must not be empty"));
     EXPECT_TRUE(has_problem(ps, "t.toml:12: dataplane.port[2].name: ", "is required"));
-    EXPECT_TRUE(has_problem(ps, "t.toml:14: dataplane.port[2].rx_queues: ", "must be 1-65535, not 0"));
+
+    auto tx = problems(doc({
+        /*  1 */ "[cluster]",
+        /*  2 */ kSecretLine,
+        /*  3 */ "[dataplane]",
+        /*  4 */ "workers = [1]",
+        /*  5 */ "  [[dataplane.port]]",
+        /*  6 */ "  name = \"in\"",
+        /*  7 */ "  devargs = \"net_pcap0,rx_pcap=x.pcap\"",
+        /*  8 */ "  tx_port = \"nowhere\"",
+        /*  9 */ "  [[dataplane.port]]",
+        /* 10 */ "  name = \"out\"",
+        /* 11 */ "  devargs = \"net_null0\"",
+        /* 12 */ "  rx_queues = 0",
+        /* 13 */ "  tx_port = \"out\"",
+    }));
+    ASSERT_EQ(tx.size(), 2u) << show(tx);
+    EXPECT_TRUE(has_problem(tx, "t.toml:8: dataplane.port[0].tx_port: ", "no port named 'nowhere'"));
+    EXPECT_TRUE(has_problem(tx, "t.toml:13: dataplane.port[1].tx_port: ", "names the port itself"));
+    EXPECT_TRUE(only_problem(doc({"[cluster]", kSecretLine, "[dataplane]", "workers = []", "[[dataplane.port]]",
+                                  "name = \"p0\"", "devargs = \"net_null0\"", "rx_queues = 0"}),
+                             "t.toml:5: dataplane.port: ", "no port has an RX queue"));
 
     EXPECT_TRUE(only_problem(doc({"[cluster]", kSecretLine, "[dataplane]", "workers = [1, 2]", "[[dataplane.port]]",
                                   "name = \"p0\"", "devargs = \"net_tap0\""}),
