@@ -77,7 +77,7 @@ def main():
         say("Building a small network in namespaces: 1 client, 1 balancer (DPDK on af_packet), 4 web servers")
         topo.up()
         topo.start_http_servers(8080)
-        print("  client 10.0.0.101 -> VIP 192.0.2.10:8080 -> balancer 10.0.0.2 -> backends 10.0.0.11-14")
+        print("  client 10.1.0.101 -> router 10.1.0.1 -> VIP 192.0.2.10:8080 at balancer 10.0.0.2 -> backends 10.0.0.11-14")
         print("  the backends answer the client directly (l2dsr); backend 4 has half the weight of the others")
         topo.start_balancer(1, DAEMON, CONFIG, log)
         netns.wait_for(lambda: '"probed":true' in subprocess.run(

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Test networks in network namespaces: clients, balancer hosts and backends on one L2 segment.
+"""Test networks in network namespaces: clients behind a router, balancer hosts and backends on one L2 segment.
 
 Used by the namespace tests and the demo; also a command:
     tools/netns.py up [--backends N] [--balancers N]    build it and leave it running
@@ -7,11 +7,14 @@ Used by the namespace tests and the demo; also a command:
 All traffic stays inside namespaces this tool creates.
 
 Layout (PREFIX defaults to "us"):
-    PREFIX-sw   a bridge, the segment
-    PREFIX-c1   client 10.0.0.101 (and more clients .102...), routes the VIPs to the first balancer
+    PREFIX-sw   two bridges: br1 the clients' segment 10.1.0.0/24, br0 the servers' segment 10.0.0.0/24
+    PREFIX-c1   client 10.1.0.101 (and more clients .102...), default route via the router
+    PREFIX-r    router 10.1.0.1 / 10.0.0.1: routes each VIP to the balancers by ECMP (a multipath route,
+                hashing on addresses and ports, as a data-centre fabric does)
     PREFIX-lb1  balancer host: eth0 is handed to DPDK (net_af_packet); the daemon creates the exception-path
                 tap (understudy0) and puts 10.0.0.2 on it (exception_addresses in its config)
-    PREFIX-bN   backend N at 10.0.0.(10+N), VIPs on its loopback, answering ARP only for its own address
+    PREFIX-bN   backend N at 10.0.0.(10+N), VIPs on its loopback, answering ARP only for its own address,
+                replying to clients directly through the router
 """
 import argparse
 import os
@@ -62,15 +65,21 @@ class Topology:
     def client(self, i=1):
         return Namespace(f"{self.prefix}-c{i}")
 
+    def router(self):
+        return Namespace(f"{self.prefix}-r")
+
     def balancer(self, i=1):
         return Namespace(f"{self.prefix}-lb{i}")
 
     def backend(self, i):
         return Namespace(f"{self.prefix}-b{i}")
 
+    ROUTER_CLIENT_SIDE = "10.1.0.1"
+    ROUTER_SERVER_SIDE = "10.0.0.1"
+
     @staticmethod
     def client_addr(i=1):
-        return f"10.0.0.{100 + i}"
+        return f"10.1.0.{100 + i}"
 
     @staticmethod
     def balancer_addr(i=1):
@@ -81,50 +90,71 @@ class Topology:
         return f"10.0.0.{10 + i}"
 
     def all_namespaces(self):
-        names = [self.sw()]
+        names = [self.sw(), self.router()]
         names += [self.client(i) for i in range(1, self.n_clients + 1)]
         names += [self.balancer(i) for i in range(1, self.n_balancers + 1)]
         names += [self.backend(i) for i in range(1, self.n_backends + 1)]
         return names
 
     # building
-    def _attach(self, ns, tag):
-        """A veth from ns (named eth0 there) to the bridge."""
+    def _attach(self, ns, tag, bridge="br0", ifname="eth0"):
+        """A veth from ns (named ifname there) to a bridge."""
         inner, outer = f"{self.prefix}{tag}i", f"{self.prefix}{tag}o"
         sh("ip", "link", "add", inner, "type", "veth", "peer", "name", outer)
         sh("ip", "link", "set", inner, "netns", ns.name)
         sh("ip", "link", "set", outer, "netns", self.sw().name)
-        ns.run("ip", "link", "set", inner, "name", "eth0")
-        ns.run("ip", "link", "set", "eth0", "up")
+        ns.run("ip", "link", "set", inner, "name", ifname)
+        ns.run("ip", "link", "set", ifname, "up")
         ns.run("ip", "link", "set", "lo", "up")
-        self.sw().run("ip", "link", "set", outer, "master", "br0", "up")
+        self.sw().run("ip", "link", "set", outer, "master", bridge, "up")
         # Checksums must be complete on the wire: the balancer forwards frames as they are.
-        ns.run("ethtool", "-K", "eth0", "tx", "off", check=False)
+        ns.run("ethtool", "-K", ifname, "tx", "off", check=False)
 
     def up(self):
         self.down()
         for ns in self.all_namespaces():
             sh("ip", "netns", "add", ns.name)
         sw = self.sw()
-        sw.run("ip", "link", "add", "br0", "type", "bridge")
-        sw.run("ip", "link", "set", "br0", "up")
+        for br in ("br0", "br1"):
+            sw.run("ip", "link", "add", br, "type", "bridge")
+            sw.run("ip", "link", "set", br, "up")
+        r = self.router()
+        self._attach(r, "rc", bridge="br1", ifname="eth1")
+        self._attach(r, "rs", bridge="br0", ifname="eth0")
+        r.run("ip", "addr", "add", f"{self.ROUTER_CLIENT_SIDE}/24", "dev", "eth1")
+        r.run("ip", "addr", "add", f"{self.ROUTER_SERVER_SIDE}/24", "dev", "eth0")
+        r.run("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1")
+        self.route_vips(list(range(1, self.n_balancers + 1)))
         for i in range(1, self.n_clients + 1):
             c = self.client(i)
-            self._attach(c, f"c{i}")
+            self._attach(c, f"c{i}", bridge="br1")
             c.run("ip", "addr", "add", f"{self.client_addr(i)}/24", "dev", "eth0")
-            for vip in self.vips:
-                c.run("ip", "route", "add", f"{vip}/32", "via", self.balancer_addr(1))
+            c.run("ip", "route", "add", "default", "via", self.ROUTER_CLIENT_SIDE)
         for i in range(1, self.n_balancers + 1):
             self._attach(self.balancer(i), f"l{i}")
         for i in range(1, self.n_backends + 1):
             b = self.backend(i)
             self._attach(b, f"b{i}")
             b.run("ip", "addr", "add", f"{self.backend_addr(i)}/24", "dev", "eth0")
+            b.run("ip", "route", "add", "default", "via", self.ROUTER_SERVER_SIDE)
             for vip in self.vips:
                 b.run("ip", "addr", "add", f"{vip}/32", "dev", "lo")
             # The VIP lives on lo: answer ARP only for addresses of the receiving interface.
             b.run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
         return self
+
+    def route_vips(self, balancers):
+        """Routes every VIP from the router to these balancers, by ECMP when there are several."""
+        r = self.router()
+        for vip in self.vips:
+            r.run("ip", "route", "del", f"{vip}/32", check=False)
+            if len(balancers) == 1:
+                r.run("ip", "route", "add", f"{vip}/32", "via", self.balancer_addr(balancers[0]))
+            elif balancers:
+                hops = []
+                for i in balancers:
+                    hops += ["nexthop", "via", self.balancer_addr(i)]
+                r.run("ip", "route", "add", f"{vip}/32", *hops)
 
     def down(self):
         for p in self.procs:
@@ -234,6 +264,8 @@ class Topology:
         if p.poll() is not None:
             with open(log_path) as f:
                 raise RuntimeError(f"balancer {i} exited {p.returncode}: {f.read()}")
+        # The host's own routes on the exception interface are the operator's, as on a real host.
+        self.balancer(i).run("ip", "route", "replace", "default", "via", self.ROUTER_SERVER_SIDE, "dev", "understudy0")
         return p
 
 

@@ -1,7 +1,8 @@
 /* The packet parser, written once for the DPDK data plane (an mbuf's first segment) and the XDP programs
  * (data, data_end): Ethernet, up to two VLAN tags, IPv4 with options, IPv6 with extension headers, TCP,
- * UDP, and ICMP/ICMPv6 errors that quote a packet. Every read is bounds-checked against end before it
- * happens, in a form the BPF verifier accepts; every loop is bounded. C11, no DPDK or kernel includes. */
+ * UDP, and ICMP/ICMPv6 errors that quote a packet; us_parse_ip starts at an IP header (the inner packet of
+ * a tunnel). Every read is bounds-checked before it happens, in a form the BPF verifier accepts (see
+ * US_PAST); every loop is bounded. C11, no DPDK or kernel includes. */
 #ifndef US_PARSE_H
 #define US_PARSE_H
 
@@ -66,6 +67,12 @@ struct us_parsed {
     uint16_t vlan_count;
 };
 
+/* Whether n bytes at ptr run past end (where the enclosing header or packet stops, as its lengths say) or
+ * past buf_end (the end of the buffer). In C the second test is implied by the first, since every such end
+ * was itself checked against the buffer; the BPF verifier only learns packet bounds from comparisons with
+ * data_end (buf_end there), so every read through a pointer needs one. */
+#define US_PAST(ptr, n, end, buf_end) ((ptr) + (n) > (end) || (ptr) + (n) > (buf_end))
+
 US_INLINE uint16_t us_be16(const uint8_t *p) { return (uint16_t)((uint16_t)p[0] << 8 | p[1]); }
 
 US_INLINE void us_v4_mapped(uint8_t out[16], const uint8_t *v4)
@@ -76,12 +83,12 @@ US_INLINE void us_v4_mapped(uint8_t out[16], const uint8_t *v4)
     us_memcpy(out + 10 + 2, v4, 4);
 }
 
-/* IP header at ip (bounds: end). Fills addresses, proto, fragment, l3_len and the L4 offset.
- * Returns US_PARSE_OK or US_PARSE_DROP with *reason. */
-US_INLINE int us_parse_ipv4(const uint8_t *ip, const uint8_t *end, struct us_parsed *p, const uint8_t **l4,
-                            int *reason)
+/* IP header at ip (bounds: end, buffer: buf_end). Fills addresses, proto, fragment, l3_len and the L4
+ * offset. Returns US_PARSE_OK or US_PARSE_DROP with *reason. */
+US_INLINE int us_parse_ipv4(const uint8_t *ip, const uint8_t *end, const uint8_t *buf_end, struct us_parsed *p,
+                            const uint8_t **l4, int *reason)
 {
-    if (ip + 20 > end) {
+    if (US_PAST(ip, 20, end, buf_end)) {
         *reason = US_DROP_truncated_l3;
         return US_PARSE_DROP;
     }
@@ -109,10 +116,10 @@ US_INLINE int us_parse_ipv4(const uint8_t *ip, const uint8_t *end, struct us_par
     return US_PARSE_OK;
 }
 
-US_INLINE int us_parse_ipv6(const uint8_t *ip, const uint8_t *end, struct us_parsed *p, const uint8_t **l4,
-                            int *reason)
+US_INLINE int us_parse_ipv6(const uint8_t *ip, const uint8_t *end, const uint8_t *buf_end, struct us_parsed *p,
+                            const uint8_t **l4, int *reason)
 {
-    if (ip + 40 > end) {
+    if (US_PAST(ip, 40, end, buf_end)) {
         *reason = US_DROP_truncated_l3;
         return US_PARSE_DROP;
     }
@@ -147,7 +154,7 @@ US_INLINE int us_parse_ipv6(const uint8_t *ip, const uint8_t *end, struct us_par
             *l4 = h;
             return US_PARSE_OK;
         }
-        if (i == US_MAX_EXT_HEADERS || h + 8 > pkt_end) {
+        if (i == US_MAX_EXT_HEADERS || US_PAST(h, 8, pkt_end, buf_end)) {
             *reason = US_DROP_bad_ext_header;
             return US_PARSE_DROP;
         }
@@ -181,10 +188,11 @@ US_INLINE int us_parse_ipv6(const uint8_t *ip, const uint8_t *end, struct us_par
 }
 
 /* Ports of a TCP or UDP header at l4 (IP payload ends at l3_end). Non-first fragments have no ports. */
-US_INLINE int us_parse_ports(const uint8_t *l4, const uint8_t *l3_end, struct us_parsed *p, int *reason)
+US_INLINE int us_parse_ports(const uint8_t *l4, const uint8_t *l3_end, const uint8_t *buf_end, struct us_parsed *p,
+                             int *reason)
 {
     if (p->proto == US_IPPROTO_TCP) {
-        if (l4 + 20 > l3_end) {
+        if (US_PAST(l4, 20, l3_end, buf_end)) {
             *reason = US_DROP_truncated_l4;
             return US_PARSE_DROP;
         }
@@ -194,7 +202,7 @@ US_INLINE int us_parse_ports(const uint8_t *l4, const uint8_t *l3_end, struct us
             return US_PARSE_DROP;
         }
     } else if (p->proto == US_IPPROTO_UDP) {
-        if (l4 + 8 > l3_end) {
+        if (US_PAST(l4, 8, l3_end, buf_end)) {
             *reason = US_DROP_truncated_l4;
             return US_PARSE_DROP;
         }
@@ -216,12 +224,13 @@ US_INLINE int us_parse_ports(const uint8_t *l4, const uint8_t *l3_end, struct us
 /* The packet an ICMP error quotes left the VIP towards a client: the flow is that packet reversed.
  * Only its IP header and the first 8 bytes of L4 are guaranteed to be there (RFC 792), so lengths in
  * the quoted header are not checked against the quote. */
-US_INLINE int us_parse_quote(const uint8_t *q, const uint8_t *end, int v6, struct us_parsed *p, int *reason)
+US_INLINE int us_parse_quote(const uint8_t *q, const uint8_t *end, const uint8_t *buf_end, int v6, struct us_parsed *p,
+                             int *reason)
 {
     struct us_parsed inner;
     const uint8_t *l4 = 0;
     if (!v6) {
-        if (q + 20 > end || (q[0] >> 4) != 4 || (q[0] & 0x0f) < 5) {
+        if (US_PAST(q, 20, end, buf_end) || (q[0] >> 4) != 4 || (q[0] & 0x0f) < 5) {
             *reason = US_DROP_bad_icmp_quote;
             return US_PARSE_DROP;
         }
@@ -231,7 +240,7 @@ US_INLINE int us_parse_quote(const uint8_t *q, const uint8_t *end, int v6, struc
         us_v4_mapped(inner.src, q + 12);
         us_v4_mapped(inner.dst, q + 16);
     } else {
-        if (q + 40 > end || (q[0] >> 4) != 6) {
+        if (US_PAST(q, 40, end, buf_end) || (q[0] >> 4) != 6) {
             *reason = US_DROP_bad_icmp_quote;
             return US_PARSE_DROP;
         }
@@ -243,7 +252,7 @@ US_INLINE int us_parse_quote(const uint8_t *q, const uint8_t *end, int v6, struc
     }
     /* A quoted fragment was hashed without ports when it went out: so is its error. */
     if (!inner.fragment && (inner.proto == US_IPPROTO_TCP || inner.proto == US_IPPROTO_UDP)) {
-        if (l4 + 8 > end) {
+        if (US_PAST(l4, 8, end, buf_end)) {
             *reason = US_DROP_bad_icmp_quote;
             return US_PARSE_DROP;
         }
@@ -258,6 +267,49 @@ US_INLINE int us_parse_quote(const uint8_t *q, const uint8_t *end, int v6, struc
     p->proto = inner.proto;
     p->icmp_error = 1;
     return US_PARSE_OK;
+}
+
+/* Parses the IP packet at l3 whose version (4 or 6) the caller knows from an EtherType, a GUE header or an
+ * outer IP protocol: everything us_parse_packet does after the L2 header. The packet ends at end at the
+ * latest (for a tunnelled packet: where the outer packet or UDP datagram ends), buf_end is the end of the
+ * buffer (the same as end for a frame). Offsets are from base; vlan_count is the caller's. */
+US_INLINE int us_parse_ip(const uint8_t *base, const uint8_t *l3, const uint8_t *end, const uint8_t *buf_end,
+                          int ip_version, struct us_parsed *p, int *reason)
+{
+    const uint8_t *l4 = 0;
+    int rc;
+    p->icmp_error = 0;
+    p->ip_version = (uint8_t)ip_version;
+    if (ip_version == 4)
+        rc = us_parse_ipv4(l3, end, buf_end, p, &l4, reason);
+    else
+        rc = us_parse_ipv6(l3, end, buf_end, p, &l4, reason);
+    if (rc != US_PARSE_OK)
+        return rc;
+    p->l3_offset = (uint16_t)(l3 - base);
+    p->l4_offset = (uint16_t)(l4 - base);
+    const uint8_t *l3_end = l3 + p->l3_len;
+
+    if (p->fragment) {
+        /* Every fragment of a datagram, first or not, is hashed without ports so that all reach the same
+         * server; the first one's transport header is not even looked at. */
+        us_memset(p->sport, 0, 2);
+        us_memset(p->dport, 0, 2);
+        return US_PARSE_OK;
+    }
+    if (p->proto == US_IPPROTO_ICMP || p->proto == US_IPPROTO_ICMPV6) {
+        if (US_PAST(l4, 8, l3_end, buf_end)) {
+            *reason = US_DROP_truncated_l4;
+            return US_PARSE_DROP;
+        }
+        uint8_t icmp_type = l4[0];
+        /* ICMP belongs to IPv4 and ICMPv6 to IPv6; the other pairings are not errors we act on. */
+        int is_error = p->ip_version == 4 ? p->proto == US_IPPROTO_ICMP && icmp_type == 3
+                                          : p->proto == US_IPPROTO_ICMPV6 && (icmp_type == 1 || icmp_type == 2);
+        if (is_error)
+            return us_parse_quote(l4 + 8, l3_end, buf_end, p->proto == US_IPPROTO_ICMPV6, p, reason);
+    }
+    return us_parse_ports(l4, l3_end, buf_end, p, reason);
 }
 
 /* Parses the frame [data, end). */
@@ -287,44 +339,9 @@ US_INLINE int us_parse_packet(const uint8_t *data, const uint8_t *end, struct us
         l3 += 4;
         p->vlan_count++;
     }
-
-    const uint8_t *l4 = 0;
-    int rc;
-    if (type == US_ETHERTYPE_IPV4) {
-        p->ip_version = 4;
-        rc = us_parse_ipv4(l3, end, p, &l4, reason);
-    } else if (type == US_ETHERTYPE_IPV6) {
-        p->ip_version = 6;
-        rc = us_parse_ipv6(l3, end, p, &l4, reason);
-    } else {
+    if (type != US_ETHERTYPE_IPV4 && type != US_ETHERTYPE_IPV6)
         return US_PARSE_NOT_IP;
-    }
-    if (rc != US_PARSE_OK)
-        return rc;
-    p->l3_offset = (uint16_t)(l3 - data);
-    p->l4_offset = (uint16_t)(l4 - data);
-    const uint8_t *l3_end = l3 + p->l3_len;
-
-    if (p->fragment) {
-        /* Every fragment of a datagram, first or not, is hashed without ports so that all reach the same
-         * server; the first one's transport header is not even looked at. */
-        us_memset(p->sport, 0, 2);
-        us_memset(p->dport, 0, 2);
-        return US_PARSE_OK;
-    }
-    if (p->proto == US_IPPROTO_ICMP || p->proto == US_IPPROTO_ICMPV6) {
-        if (l4 + 8 > l3_end) {
-            *reason = US_DROP_truncated_l4;
-            return US_PARSE_DROP;
-        }
-        uint8_t icmp_type = l4[0];
-        /* ICMP belongs to IPv4 and ICMPv6 to IPv6; the other pairings are not errors we act on. */
-        int is_error = p->ip_version == 4 ? p->proto == US_IPPROTO_ICMP && icmp_type == 3
-                                          : p->proto == US_IPPROTO_ICMPV6 && (icmp_type == 1 || icmp_type == 2);
-        if (is_error)
-            return us_parse_quote(l4 + 8, l3_end, p->proto == US_IPPROTO_ICMPV6, p, reason);
-    }
-    return us_parse_ports(l4, l3_end, p, reason);
+    return us_parse_ip(data, l3, end, end, type == US_ETHERTYPE_IPV4 ? 4 : 6, p, reason);
 }
 
 #endif /* US_PARSE_H */

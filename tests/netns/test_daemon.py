@@ -85,7 +85,7 @@ class DaemonTest(unittest.TestCase):
         c = self.topo.client(1)
         r = c.run("ping", "-c", "3", "-i", "0.2", "-W", "2", self.topo.balancer_addr(1), check=False)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        neigh = c.run("ip", "neigh", "show", self.topo.balancer_addr(1)).stdout
+        neigh = self.topo.router().run("ip", "neigh", "show", self.topo.balancer_addr(1)).stdout
         self.assertIn(self.topo.balancer(1).mac("eth0"), neigh, "ARP answered by the kernel with the NIC's MAC")
         # And the other way: the balancer host's kernel reaches a backend through the tap and the NIC.
         r = self.topo.balancer(1).run("ping", "-c", "2", "-i", "0.2", "-W", "2", self.topo.backend_addr(2), check=False)
