@@ -50,26 +50,6 @@ std::set<std::pair<std::string, uint32_t>> Controller::down_pairs() const
     return out;
 }
 
-std::vector<ProbeTarget> Controller::probe_targets(const Config &config) const
-{
-    std::vector<ProbeTarget> targets;
-    for (const Pool &pool : config.pools) {
-        uint16_t vip_port = 0;
-        for (const Vip &v : config.vips)
-            if (v.pool == pool.name && !vip_port)
-                vip_port = v.port;
-        for (const Backend &b : pool.backends) {
-            ProbeTarget t{pool.name, b.id, b.address, b.health};
-            if (t.config.port == 0)
-                t.config.port = vip_port;
-            if (t.config.port == 0)
-                t.config.kind = ProbeKind::none;  // no VIP uses the pool yet: nothing to probe
-            targets.push_back(t);
-        }
-    }
-    return targets;
-}
-
 uint32_t Controller::slot_of(const PoolRuntime &rt, uint32_t id) const
 {
     const auto &members = rt.table->members();

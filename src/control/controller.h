@@ -75,7 +75,6 @@ class Controller {
         std::vector<uint32_t> pending;       // changed since the last publication
     };
 
-    std::vector<ProbeTarget> probe_targets(const Config &config) const;
     bool operational(const std::string &pool, const Backend &b) const;
     std::unique_ptr<PoolRuntime> build_pool(const Pool &pool) const;
     Status publish(const std::string &cause, uint64_t cause_ns, bool vips_changed);

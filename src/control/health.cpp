@@ -558,4 +558,24 @@ std::optional<HealthStatus> HealthChecker::status(const std::string &pool, uint3
     return it->second->status;
 }
 
+std::vector<ProbeTarget> probe_targets(const Config &config)
+{
+    std::vector<ProbeTarget> targets;
+    for (const Pool &pool : config.pools) {
+        uint16_t vip_port = 0;
+        for (const Vip &v : config.vips)
+            if (v.pool == pool.name && !vip_port)
+                vip_port = v.port;
+        for (const Backend &b : pool.backends) {
+            ProbeTarget t{pool.name, b.id, b.address, b.health};
+            if (t.config.port == 0)
+                t.config.port = vip_port;
+            if (t.config.port == 0)
+                t.config.kind = ProbeKind::none;  // no VIP uses the pool yet: nothing to probe
+            targets.push_back(t);
+        }
+    }
+    return targets;
+}
+
 }  // namespace understudy

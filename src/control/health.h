@@ -76,4 +76,9 @@ class HealthChecker {
 
 uint64_t monotonic_ns();
 
+// Every backend of every pool with its effective settings; port 0 becomes the port of the first VIP that
+// uses the pool, and a pool no VIP uses yet is not probed (kind none). The balancer and the agent both
+// probe what this returns.
+std::vector<ProbeTarget> probe_targets(const Config &config);
+
 }  // namespace understudy

@@ -646,10 +646,36 @@ void read_control(const toml::table &table, ControlConfig &c, Report &report)
     s.string("metrics", c.metrics);
 }
 
+void read_agent(const toml::table &table, AgentConfig &a, Report &report)
+{
+    Section s(table, "agent", report, {"interface", "addresses", "socket", "xdp_mode"});
+    a.line = line_of(table);
+    s.string("interface", a.interface);
+    s.string("socket", a.socket);
+    s.string("xdp_mode", a.xdp_mode);
+    if (const toml::node *n = table.get("addresses")) {
+        const toml::array *list = n->as_array();
+        if (!list) {
+            s.reject("addresses", "must be an array of addresses, not " + type_name(*n));
+            return;
+        }
+        for (size_t i = 0; i < list->size(); i++) {
+            const toml::node &e = *list->get(i);
+            std::string field = s.field(index("addresses", i));
+            report.set_line(field, line_of(e));
+            auto addr = e.is_string() ? Address::parse(e.as_string()->get()) : Result<Address>(Error{"must be a string"});
+            if (addr)
+                a.addresses.push_back(*addr);
+            else
+                report.reject(field, addr.error());
+        }
+    }
+}
+
 void read_root(const toml::table &root, Config &config, Report &report)
 {
     report.set_line("", 1);
-    Section s(root, "", report, {"cluster", "health", "pool", "vip", "dataplane", "control"});
+    Section s(root, "", report, {"cluster", "health", "pool", "vip", "dataplane", "control", "agent"});
 
     const toml::table *cluster = s.table("cluster");
     if (cluster) {
@@ -681,6 +707,8 @@ void read_root(const toml::table &root, Config &config, Report &report)
         read_dataplane(*dataplane, config.dataplane, report);
     if (const toml::table *control = s.table("control"))
         read_control(*control, config.control, report);
+    if (const toml::table *agent = s.table("agent"))
+        read_agent(*agent, config.agent, report);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1085,6 +1113,22 @@ Status validate_config(const Config &config)
 {
     Report report = model_report(config);
     check_config(config, report);
+    return report.finish();
+}
+
+Status validate_for_agent(const Config &config)
+{
+    Report report = model_report(config);
+    if (config.agent.line > 0)
+        report.set_line("agent", config.agent.line);
+    if (config.agent.interface.empty())
+        report.problem("agent.interface", "is required: the interface the balancers' packets arrive on");
+    else if (config.agent.interface.size() > 15)
+        report.problem("agent.interface", quote(config.agent.interface) + " is longer than 15 characters (IFNAMSIZ)");
+    if (config.agent.xdp_mode != "native" && config.agent.xdp_mode != "generic")
+        report.problem("agent.xdp_mode", quote(config.agent.xdp_mode) + " is not one of: native, generic");
+    if (config.agent.socket.empty())
+        report.problem("agent.socket", "must not be empty");
     return report.finish();
 }
 

@@ -101,6 +101,15 @@ struct ControlConfig {
     std::string metrics = "127.0.0.1:9273";  // Prometheus endpoint, "" = off
 };
 
+// understudy-agent, the backend side: where its XDP program attaches and who this host is.
+struct AgentConfig {
+    std::string interface;              // the NIC the balancers' packets arrive on
+    std::vector<Address> addresses;     // this host's addresses as pools list them; empty = those of interface
+    std::string socket = "/run/understudy/agent.sock";
+    std::string xdp_mode = "native";    // native | generic (skb mode, for NICs without XDP support)
+    int line = 0;
+};
+
 struct Config {
     std::string path;                   // file it came from
     std::array<uint8_t, 16> secret{};
@@ -109,6 +118,7 @@ struct Config {
     std::vector<Vip> vips;
     DataplaneConfig dataplane;
     ControlConfig control;
+    AgentConfig agent;
 
     const Pool *find_pool(std::string_view name) const;
     const Vip *find_vip(const Address &address, uint16_t port, Protocol protocol) const;
@@ -126,6 +136,9 @@ Status validate_config(const Config &config);
 // and dataplane.source_v4/_v6 for every family a gue or ipip VIP encapsulates in. Kept apart from
 // validate_config() so that offline tools (understudyctl check/lookup) accept configs without [dataplane].
 Status validate_for_dataplane(const Config &config);
+
+// What understudy-agent needs on top of a valid config: [agent] interface, a known xdp_mode.
+Status validate_for_agent(const Config &config);
 
 std::string_view to_string(AdminState);
 std::string_view to_string(Method);

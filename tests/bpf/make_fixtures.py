@@ -1,0 +1,532 @@
+#!/usr/bin/python3
+"""Packet fixtures of the BPF tests: crafted frames for bpf/us_backend.bpf.c and bpf/us_steer.bpf.c, each with
+the map contents it needs, the verdict, the output frame and the counters it must move.
+
+Nothing here comes from the programs under test. Inputs and expected outputs are built with scapy from
+docs/wire.md and the decision order in bpf/README.md: a served packet is the inner packet behind the received
+L2 header, a forwarded one is the received packet with its outer addresses, MACs and hop budget changed and
+its checksums recomputed by scapy from scratch (the program updates them incrementally).
+
+  make_fixtures.py OUTDIR     writes OUTDIR/fixtures.json:
+    world:    config, pools, backends, vips and the TCP connections the test must open before running
+    fixtures: name, desc, program ("backend" or "steer"), input (hex), tables ({pool: {bucket: [primary,
+              serving, previous]}}; every other bucket of a pool's table holds UNSET), xsk (steer: whether an
+              AF_XDP socket sits at RX queue 0), verdict, output (hex), counters ({name: delta}; every other
+              counter of the program must not move)
+"""
+import json
+import os
+import struct
+import sys
+
+from scapy.config import conf
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
+from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.packet import Raw
+
+conf.verb = 0
+
+NO_SERVER = 0xffff
+UNSET = [0xfffe, 0xfffe, 0xfffe]  # a slot no pool has: a lookup of the wrong bucket cannot go unnoticed
+
+# This backend.
+OWN_MAC = "02:00:00:00:bb:01"
+OWN_V4 = "10.1.0.11"
+OWN_V6 = "fd00:1::11"
+GUE_PORT = 6080
+# Where GUE packets come from.
+LB_MAC = "02:00:00:00:aa:01"
+LB_V4 = "198.18.0.1"
+LB_V6 = "2001:db8:ffff::1"
+
+CLIENT4 = "203.0.113.7"
+CLIENT6 = "2001:db8:c::7"
+VIP4 = "192.0.2.10"          # pool 0 (web4): 80/tcp, 53/udp, fragments
+VIP6 = "2001:db8::10"        # pool 1 (web6): 443/tcp, fragments
+VIP4_OTHER = "192.0.2.30"    # pool 2 (other, this host not a member): 80/tcp
+VIP4_NOTABLE = "192.0.2.40"  # pool 3 (no table swapped in yet): 80/tcp
+VIP4_UNCONF = "192.0.2.50"   # pool 5 (not configured: no backends): 80/tcp
+NOT_VIP4 = "192.0.2.99"
+
+DIGEST = [0x11223344, 0x55667788, 0x0badcafe, 0x01020304]
+POOLS = [
+    {"index": 0, "table_bits": 8, "my_slot": 1, "digest": DIGEST[0]},
+    {"index": 1, "table_bits": 10, "my_slot": 0, "digest": DIGEST[1]},
+    {"index": 2, "table_bits": 8, "my_slot": NO_SERVER, "digest": DIGEST[2]},
+    {"index": 3, "table_bits": 8, "my_slot": 0, "digest": DIGEST[3], "no_table": True},
+]
+# (pool, slot, id, operational, address, next-hop MAC); pool 0 slot 5 is a free slot.
+BACKENDS = [
+    (0, 0, 10, True, "10.1.0.10", "02:00:00:00:bb:00"),
+    (0, 1, 11, True, OWN_V4, OWN_MAC),
+    (0, 2, 12, True, "10.1.0.12", "02:00:00:00:bb:02"),
+    (0, 3, 13, False, "10.1.0.13", "02:00:00:00:bb:03"),
+    (0, 4, 14, True, "fd00:1::14", "02:00:00:00:bb:04"),
+    (1, 0, 20, True, OWN_V6, OWN_MAC),
+    (1, 1, 21, True, "fd00:1::21", "02:00:00:00:bb:21"),
+    (1, 2, 22, True, "fd00:1::22", "02:00:00:00:bb:22"),
+    (2, 0, 30, True, "10.1.0.30", "02:00:00:00:bb:30"),
+    (3, 0, 40, True, OWN_V4, OWN_MAC),
+]
+N_BACKENDS = {0: 6, 1: 3, 2: 1, 3: 1}
+BY_SLOT = {(b[0], b[1]): b for b in BACKENDS}
+VIPS = [  # (address, port, proto, pool); port 0 = fragments
+    (VIP4, 80, 6, 0), (VIP4, 0, 6, 0), (VIP4, 53, 17, 0), (VIP4, 0, 17, 0), (VIP6, 443, 6, 1), (VIP6, 0, 6, 1),
+    (VIP4_OTHER, 80, 6, 2), (VIP4_NOTABLE, 80, 6, 3), (VIP4_UNCONF, 80, 6, 5),
+]
+# Connections the test opens (listener on vip:vport, client bound to client:cport) before running fixtures.
+SOCKETS = [
+    {"family": 4, "client": CLIENT4, "cport": 40001, "vip": VIP4, "vport": 80},
+    {"family": 6, "client": CLIENT6, "cport": 40001, "vip": VIP6, "vport": 443},
+]
+
+SYN, ACK, PSH = "S", "A", "PA"
+
+
+def mac_bytes(text):
+    return bytes(int(x, 16) for x in text.split(":"))
+
+
+def hash_for(pool, bucket, salt):
+    """A session hash whose bucket in the pool is `bucket`; the other bits vary so a wrong mask shows."""
+    bits = POOLS[pool]["table_bits"]
+    high = (0x9e3779b97f4a7c15 * (salt + 1)) & 0xffffffffffffffff
+    return (high & ~((1 << bits) - 1)) | bucket
+
+
+def gue_header(inner, *, session_hash, digest, flags=0, primary=10, hop=2, magic=0x5553, version=1, hlen=6,
+               control=0, proto=None, gue_flags=0):
+    """GUE variant 0 base header and understudy's private data (docs/wire.md), written out field by field."""
+    if proto is None:
+        proto = 4 if inner[0] >> 4 == 4 else 41
+    base = struct.pack("!BBH", (control << 5) | hlen, proto, gue_flags)
+    pd = struct.pack("!HBBIQIB3x", magic, version, flags, primary, session_hash, digest, hop)
+    assert len(pd) == 24
+    return base + pd
+
+
+def tcp4(src=CLIENT4, dst=VIP4, sport=40000, dport=80, flags=ACK, **ip):
+    return bytes(IP(src=src, dst=dst, **ip) / TCP(sport=sport, dport=dport, flags=flags, seq=1000, ack=2000) /
+                 Raw(b"hello"))
+
+
+def tcp6(src=CLIENT6, dst=VIP6, sport=40000, dport=443, flags=ACK):
+    return bytes(IPv6(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=1000, ack=2000) /
+                 Raw(b"hello"))
+
+
+def outer4(payload, *, udp_chksum=0, options=None, vlans=(), sport=0xc123, udp_len=None):
+    ip = IP(src=LB_V4, dst=OWN_V4, id=0, ttl=64)
+    if options:
+        ip.options = options
+    udp = UDP(sport=sport, dport=GUE_PORT, chksum=udp_chksum, len=udp_len)
+    return l2(0x0800, vlans) / ip / udp / Raw(payload)
+
+
+def outer6(payload, *, ext=None, sport=0xc123):
+    ip = IPv6(src=LB_V6, dst=OWN_V6, hlim=64, fl=0x12345)
+    if ext is not None:
+        ip = ip / ext
+    return l2(0x86dd) / ip / UDP(sport=sport, dport=GUE_PORT) / Raw(payload)
+
+
+def l2(ethertype, vlans=()):
+    """Ethernet header from the balancer to this host, with (tpid, vid) tags, outermost first."""
+    if not vlans:
+        return Ether(dst=OWN_MAC, src=LB_MAC, type=ethertype)
+    frame = Ether(dst=OWN_MAC, src=LB_MAC, type=vlans[0][0])
+    for i, (_, vid) in enumerate(vlans):
+        tpid_next = vlans[i + 1][0] if i + 1 < len(vlans) else ethertype
+        frame = frame / (Dot1AD if vlans[i][0] == 0x88a8 else Dot1Q)(vlan=vid, type=tpid_next)
+    return frame
+
+
+def served(frame, inner, trailing=b""):
+    """The frame after decapsulation: the received L2 header (tags kept), EtherType of the inner packet."""
+    inner_type = 0x0800 if inner[0] >> 4 == 4 else 0x86dd
+    head = frame.copy()
+    head.remove_payload()
+    layer = head
+    while layer.payload and not isinstance(layer.payload, Raw) and layer.payload.name != "NoPayload":
+        layer = layer.payload
+    hdr = frame.copy()
+    # rebuild the L2 part only: Ether and Dot1Q/Dot1AD layers
+    out = Ether(dst=frame[Ether].dst, src=frame[Ether].src, type=frame[Ether].type)
+    cur = frame[Ether].payload
+    last = out
+    while isinstance(cur, (Dot1Q, Dot1AD)):
+        tag = cur.__class__(vlan=cur.vlan, prio=cur.prio, id=cur.id, type=cur.type)
+        last = last / tag
+        cur = cur.payload
+    del head, layer, hdr
+    # set the innermost type field
+    layers = [out]
+    p = out.payload
+    while p and p.name != "NoPayload":
+        layers.append(p)
+        p = p.payload
+    layers[-1].type = inner_type
+    return bytes(out) + inner + trailing
+
+
+def forwarded(frame, backend, hop):
+    """The frame forwarded to backend (pool, slot, id, operational, address, mac): outer addresses from this
+    host to it, MACs, hop budget, checksums recomputed from scratch (UDP 0 over IPv4, computed over IPv6)."""
+    p = Ether(bytes(frame))
+    p[Ether].dst = backend[5]
+    p[Ether].src = OWN_MAC
+    raw = bytearray(p[Raw].load)
+    raw[24] = hop
+    p[Raw].load = bytes(raw)
+    if IP in p and p[IP].proto == 17:
+        p[IP].src = OWN_V4
+        p[IP].dst = backend[4]
+        del p[IP].chksum
+        p[UDP].chksum = 0
+    else:
+        p[IPv6].src = OWN_V6
+        p[IPv6].dst = backend[4]
+        del p[UDP].chksum
+    return bytes(p)
+
+
+FIXTURES = []
+
+
+def fixture(name, desc, frame, verdict, output=None, counters=None, tables=None, program="backend", xsk=False):
+    data = bytes(frame) if not isinstance(frame, bytes) else frame
+    FIXTURES.append({
+        "name": name,
+        "desc": desc,
+        "program": program,
+        "input": data.hex(),
+        "tables": {str(k): {str(b): e for b, e in v.items()} for k, v in (tables or {}).items()},
+        "xsk": xsk,
+        "verdict": verdict,
+        "output": (data if output is None else output).hex(),
+        "counters": counters or {},
+    })
+
+
+def entry(primary, serving, previous=None):
+    return [primary, serving, serving if previous is None else previous]
+
+
+def gue4(inner, pool=0, bucket=7, salt=0, vlans=(), udp_chksum=0, options=None, digest=None, trailing=b"",
+         udp_len=None, **g):
+    h = hash_for(pool, bucket, salt)
+    payload = gue_header(inner, session_hash=h, digest=DIGEST[pool] if digest is None else digest, **g) + inner
+    frame = outer4(payload, udp_chksum=udp_chksum, options=options, vlans=vlans, udp_len=udp_len)
+    return bytes(frame) + trailing, frame
+
+
+def gue6(inner, pool=1, bucket=300, salt=0, ext=None, digest=None, **g):
+    h = hash_for(pool, bucket, salt)
+    payload = gue_header(inner, session_hash=h, digest=DIGEST[pool] if digest is None else digest, **g) + inner
+    frame = outer6(payload, ext=ext)
+    return bytes(frame), frame
+
+
+def backend_fixtures():
+    # --- not ours: untouched, "passed" ---
+    arp = Ether(dst="ff:ff:ff:ff:ff:ff", src=LB_MAC) / ARP(psrc=LB_V4, pdst=OWN_V4)
+    fixture("pass_arp", "ARP is the kernel's", arp, "XDP_PASS", counters={"passed": 1})
+    fixture("pass_tcp", "plain TCP to this host", l2(0x0800) / IP(src=CLIENT4, dst=OWN_V4) / TCP(dport=22),
+            "XDP_PASS", counters={"passed": 1})
+    fixture("pass_udp_other_port", "UDP to another port than gue_port",
+            l2(0x0800) / IP(src=LB_V4, dst=OWN_V4) / UDP(sport=1234, dport=53) / Raw(b"x" * 40),
+            "XDP_PASS", counters={"passed": 1})
+    _, f = gue4(tcp4())
+    frag = Ether(bytes(f))
+    frag[IP].flags = "MF"
+    del frag[IP].chksum
+    fixture("pass_outer_fragment", "a fragment of a GUE packet: the kernel reassembles", frag, "XDP_PASS",
+            counters={"passed": 1})
+    quoted = bytes(f[IP])[:28]
+    icmp = l2(0x0800) / IP(src="10.1.0.1", dst=LB_V4) / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(quoted)
+    # the quoted packet left this host for LB_V4: reversed, the flow is "to OWN_V4:6080"? no: to LB_V4's port
+    fixture("pass_outer_icmp_error", "an ICMP error about a GUE packet goes to the kernel", icmp, "XDP_PASS",
+            counters={"passed": 1})
+    fixture("pass_truncated", "a frame cut inside its IPv4 header", bytes(f)[:30], "XDP_PASS",
+            counters={"passed": 1})
+    fixture("pass_ipip_outer_fragment", "a fragment of an IP-in-IP packet",
+            l2(0x0800) / IP(src=LB_V4, dst=OWN_V4, proto=4, flags="MF") / Raw(tcp4()), "XDP_PASS",
+            counters={"passed": 1})
+
+    # --- GUE that is not understudy's: untouched, "bad_gue" ---
+    inner = tcp4()
+    for name, desc, g in [
+        ("bad_gue_magic", "private data without the US magic", {"magic": 0x5554}),
+        ("bad_gue_version", "private data version 2", {"version": 2}),
+        ("bad_gue_hlen", "hlen 7: optional fields this program does not know", {"hlen": 7}),
+        ("bad_gue_control", "a GUE control message (C bit)", {"control": 1}),
+        ("bad_gue_proto", "GUE proto 17: not an IP packet inside", {"proto": 17}),
+        ("bad_gue_flags", "GUE flags set", {"gue_flags": 0x8000}),
+    ]:
+        data, _ = gue4(inner, **g)
+        fixture(name, desc, data, "XDP_PASS", counters={"bad_gue": 1})
+    short = outer4(gue_header(inner, session_hash=1, digest=DIGEST[0])[:20])
+    fixture("bad_gue_short", "UDP payload shorter than the GUE header", short, "XDP_PASS", counters={"bad_gue": 1})
+    ver1 = outer4(b"\x45" + bytes(27) + inner)
+    fixture("bad_gue_ver1", "GUE version 1 (direct IP encapsulation) is not understudy's", ver1, "XDP_PASS",
+            counters={"bad_gue": 1})
+
+    # --- inner packet malformed or not for a VIP: untouched ---
+    trunc = bytearray(tcp4())
+    trunc[2:4] = struct.pack("!H", len(trunc) + 20)  # total length past the end
+    data, _ = gue4(bytes(trunc))
+    fixture("bad_inner_length", "inner IPv4 total length past the UDP payload", data, "XDP_PASS",
+            counters={"bad_inner": 1})
+    data, _ = gue4(tcp6(), proto=4)
+    fixture("bad_inner_version", "GUE says IPv4, the inner packet is IPv6", data, "XDP_PASS",
+            counters={"bad_inner": 1})
+    in4 = tcp4()
+    data, _ = gue4(in4, udp_len=8 + 28 + len(in4) - 4, bucket=7)
+    fixture("bad_inner_udp_length", "the UDP length ends the datagram inside the inner packet (the frame has the "
+            "bytes: the inner packet is bounded by the UDP length, not the buffer)", data, "XDP_PASS",
+            counters={"bad_inner": 1})
+    data, _ = gue4(tcp4(dst=NOT_VIP4))
+    fixture("no_vip_address", "inner packet for an address that is no VIP", data, "XDP_PASS",
+            counters={"no_vip": 1})
+    data, _ = gue4(tcp4(dport=8080))
+    fixture("no_vip_port", "the VIP's address on a port that is no VIP", data, "XDP_PASS", counters={"no_vip": 1})
+    data, _ = gue4(tcp4(dst=VIP4_UNCONF))
+    fixture("no_vip_unconfigured_pool", "a VIP whose pool has no backends (not configured)", data, "XDP_PASS",
+            counters={"no_vip": 1})
+
+    # --- served here ---
+    others = {0: {7: entry(0, 0)}}  # the table would send it elsewhere
+    inner = tcp4(flags=SYN)
+    data, f = gue4(inner, flags=0x01 | 0x02, bucket=7)
+    fixture("pinned_served", "PINNED: served without looking at the table (which says slot 0)", data, "XDP_PASS",
+            served(f, inner), {"pinned_served": 1}, others)
+    inner = tcp4()
+    data, f = gue4(inner, bucket=7)
+    fixture("served_v4_tcp", "the bucket's serving server is this host", data, "XDP_PASS", served(f, inner),
+            {"gue_served": 1}, {0: {7: entry(0, 1)}})
+    data, f = gue4(inner, bucket=7, salt=99)
+    fixture("served_mask", "only the low table_bits bits of the hash pick the bucket", data, "XDP_PASS",
+            served(f, inner), {"gue_served": 1}, {0: {7: entry(1, 1)}})
+    inner = bytes(IP(src=CLIENT4, dst=VIP4) / UDP(sport=5353, dport=53) / Raw(b"q" * 30))
+    data, f = gue4(inner, bucket=200)
+    fixture("served_v4_udp", "UDP VIP", data, "XDP_PASS", served(f, inner), {"gue_served": 1},
+            {0: {200: entry(1, 1)}})
+    inner = tcp6()
+    data, f = gue6(inner, bucket=1000)
+    fixture("served_v6_in_v6", "IPv6 VIP over an IPv6 outer header", data, "XDP_PASS", served(f, inner),
+            {"gue_served": 1}, {1: {1000: entry(0, 0)}})
+    inner = tcp4()
+    data, f = gue6(inner, pool=0, bucket=9)
+    fixture("served_v4_in_v6", "IPv4 VIP over an IPv6 outer header", data, "XDP_PASS", served(f, inner),
+            {"gue_served": 1}, {0: {9: entry(1, 1)}})
+    inner = tcp4()
+    data, f = gue4(inner, vlans=[(0x8100, 5)], bucket=7)
+    fixture("served_vlan", "one VLAN tag: kept, its type becomes the inner family's", data, "XDP_PASS",
+            served(f, inner), {"gue_served": 1}, {0: {7: entry(1, 1)}})
+    data, f = gue4(inner, vlans=[(0x88a8, 100), (0x8100, 5)], bucket=7)
+    fixture("served_qinq", "two VLAN tags: kept", data, "XDP_PASS", served(f, inner), {"gue_served": 1},
+            {0: {7: entry(1, 1)}})
+    inner = tcp6()
+    data, f = gue6(inner, bucket=1000, ext=IPv6ExtHdrDestOpt())
+    fixture("served_outer_ext_header", "outer IPv6 with a destination options header", data, "XDP_PASS",
+            served(f, inner), {"gue_served": 1}, {1: {1000: entry(0, 0)}})
+    inner = tcp4()
+    data, f = gue4(inner, bucket=7, options=[IPOption_Router_Alert()])
+    fixture("served_outer_options", "outer IPv4 with options", data, "XDP_PASS", served(f, inner),
+            {"gue_served": 1}, {0: {7: entry(1, 1)}})
+    data, f = gue4(inner, bucket=7, trailing=b"\xee" * 6)
+    fixture("served_trailing", "bytes after the outer packet (Ethernet padding) stay behind the inner packet",
+            data, "XDP_PASS", served(f, inner, b"\xee" * 6), {"gue_served": 1}, {0: {7: entry(1, 1)}})
+    inner = bytes(IP(src=CLIENT4, dst=VIP4, flags="MF", frag=0) / TCP(sport=40000, dport=80) / Raw(b"f" * 24))
+    data, f = gue4(inner, bucket=11)
+    fixture("served_fragment", "an inner fragment finds its VIP by port 0", data, "XDP_PASS", served(f, inner),
+            {"gue_served": 1}, {0: {11: entry(1, 1)}})
+    quoted = bytes(IP(src=VIP4, dst=CLIENT4) / TCP(sport=80, dport=40000, flags=ACK))[:28]
+    inner = bytes(IP(src="10.9.9.9", dst=VIP4) / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(quoted))
+    data, f = gue4(inner, bucket=12)
+    fixture("served_icmp_error", "an ICMP error quoting a VIP flow (PMTU discovery)", data, "XDP_PASS",
+            served(f, inner), {"gue_served": 1}, {0: {12: entry(1, 1)}})
+    inner = tcp4()
+    data, f = gue4(inner, bucket=7, hop=0)
+    fixture("last_resort", "hop budget 0: served here although the table says slot 0", data, "XDP_PASS",
+            served(f, inner), {"gue_last_resort": 1}, others)
+    data, f = gue4(inner, bucket=7)
+    fixture("no_server", "nobody operational for the bucket in this host's view", data, "XDP_PASS",
+            served(f, inner), {"gue_no_server": 1}, {0: {7: entry(0, NO_SERVER, 0)}})
+    inner = tcp4(dst=VIP4_OTHER)
+    data, f = gue4(inner, pool=2, bucket=7)
+    fixture("no_server_not_member", "not a member (my_slot = none) and nobody operational: served, not forwarded",
+            data, "XDP_PASS", served(f, inner), {"gue_no_server": 1}, {2: {7: entry(0, NO_SERVER)}})
+    inner = tcp4()
+    data, f = gue4(inner, bucket=7)
+    fixture("cannot_forward_family", "the serving server is IPv6, the outer header IPv4", data, "XDP_PASS",
+            served(f, inner), {"cannot_forward": 1}, {0: {7: entry(4, 4)}})
+    fixture("cannot_forward_free_slot", "the table names a free slot", data, "XDP_PASS", served(f, inner),
+            {"cannot_forward": 1}, {0: {7: entry(5, 5)}})
+    fixture("cannot_forward_past_pool", "the table names a slot past n_backends", data, "XDP_PASS",
+            served(f, inner), {"cannot_forward": 1}, {0: {7: entry(9, 9)}})
+    inner = tcp4(dst=VIP4_NOTABLE)
+    data, f = gue4(inner, pool=3, bucket=7)
+    fixture("no_table", "the pool's table is not there yet", data, "XDP_PASS", served(f, inner),
+            {"no_table": 1})
+    inner = tcp4()
+    data, f = gue4(inner, bucket=7, digest=0xdeadbeef)
+    fixture("digest_mismatch_served", "the sender's view of the pool differs; this host's decides (serve)", data,
+            "XDP_PASS", served(f, inner), {"gue_served": 1, "digest_mismatch": 1}, {0: {7: entry(1, 1)}})
+
+    # --- forwarded ---
+    b0, b2 = BY_SLOT[(0, 0)], BY_SLOT[(0, 2)]
+    inner = tcp4()
+    data, f = gue4(inner, bucket=7, udp_chksum=0x1234)
+    fixture("forward_v4", "forwarded to the serving server; the UDP checksum becomes 0", data, "XDP_TX",
+            forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {7: entry(0, 0)}})
+    data, f = gue4(inner, bucket=7, hop=5, options=[IPOption_Router_Alert()], vlans=[(0x8100, 5)])
+    fixture("forward_v4_options_vlan", "outer IPv4 options and a VLAN tag: checksum over the options too",
+            data, "XDP_TX", forwarded(f, b0, 4), {"gue_forwarded": 1}, {0: {7: entry(0, 0)}})
+    data, f = gue4(inner, bucket=7, digest=0xdeadbeef)
+    fixture("digest_mismatch_forward", "the sender's view differs; this host's decides (forward)", data,
+            "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1, "digest_mismatch": 1}, {0: {7: entry(0, 0)}})
+    inner = tcp4(dst=VIP4_OTHER)
+    data, f = gue4(inner, pool=2, bucket=7)
+    fixture("forward_not_member", "this host is not in the pool: forwarded to the serving server", data, "XDP_TX",
+            forwarded(f, BY_SLOT[(2, 0)], 1), {"gue_forwarded": 1}, {2: {7: entry(0, 0)}})
+    inner = tcp6()
+    data, f = gue6(inner, bucket=1000)
+    fixture("forward_v6", "IPv6 outer: UDP checksum recomputed", data, "XDP_TX", forwarded(f, BY_SLOT[(1, 2)], 1),
+            {"gue_forwarded": 1}, {1: {1000: entry(2, 2)}})
+    data, f = gue6(inner, bucket=1000, ext=IPv6ExtHdrDestOpt(), hop=1)
+    fixture("forward_v6_ext_header", "IPv6 outer with a destination options header", data, "XDP_TX",
+            forwarded(f, BY_SLOT[(1, 1)], 0), {"gue_forwarded": 1}, {1: {1000: entry(1, 1)}})
+
+    # --- second chance (TCP, no local socket, previous operational) ---
+    inner = tcp4(sport=40010)
+    data, f = gue4(inner, bucket=20)
+    fixture("second_chance", "an ACK with no connection here goes to the bucket's previous server", data,
+            "XDP_TX", forwarded(f, b2, 1), {"second_chance": 1}, {0: {20: entry(0, 0, 2)}})
+    quoted = bytes(IP(src=VIP4, dst=CLIENT4) / TCP(sport=80, dport=40010, flags=ACK))[:28]
+    icmp_inner = bytes(IP(src="10.9.9.9", dst=VIP4) / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(quoted))
+    data, f = gue4(icmp_inner, bucket=20)
+    fixture("second_chance_icmp_error", "an ICMP error quoting a TCP flow is a connection's: second chance too",
+            data, "XDP_TX", forwarded(f, b2, 1), {"second_chance": 1}, {0: {20: entry(0, 0, 2)}})
+    syn = tcp4(sport=40010, flags=SYN)
+    data, f = gue4(syn, bucket=20)
+    fixture("second_chance_not_syn", "a SYN opens a new connection: the serving server, not the previous", data,
+            "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {20: entry(0, 0, 2)}})
+    data, f = gue4(inner, bucket=20)
+    fixture("second_chance_previous_down", "the previous server is not operational", data, "XDP_TX",
+            forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {20: entry(0, 0, 3)}})
+    fixture("second_chance_previous_is_me", "the previous server is this host, which has no connection", data,
+            "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {20: entry(0, 0, 1)}})
+    fixture("second_chance_previous_none", "no previous server", data, "XDP_TX", forwarded(f, b0, 1),
+            {"gue_forwarded": 1}, {0: {20: entry(0, 0, NO_SERVER)}})
+    fixture("second_chance_previous_family", "the previous server is of the other family: the serving one", data,
+            "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {20: entry(0, 0, 4)}})
+    udp_inner = bytes(IP(src=CLIENT4, dst=VIP4) / UDP(sport=5353, dport=53) / Raw(b"q" * 30))
+    data, f = gue4(udp_inner, bucket=20)
+    fixture("second_chance_tcp_only", "UDP gets no second chance", data, "XDP_TX", forwarded(f, b0, 1),
+            {"gue_forwarded": 1}, {0: {20: entry(0, 0, 2)}})
+    data, f = gue4(inner, bucket=20, hop=0)
+    fixture("second_chance_no_budget", "hop budget 0 comes first: served here", data, "XDP_PASS",
+            served(f, inner), {"gue_last_resort": 1}, {0: {20: entry(0, 0, 2)}})
+
+    # --- a connection this host holds (the test opens them: world.sockets) ---
+    s4, s6 = SOCKETS
+    inner = tcp4(src=s4["client"], sport=s4["cport"], dst=s4["vip"], dport=s4["vport"], flags=PSH)
+    data, f = gue4(inner, bucket=30)
+    fixture("local_socket_v4", "the table says slot 0 but the TCP connection is here", data, "XDP_PASS",
+            served(f, inner), {"local_socket_served": 1}, {0: {30: entry(0, 0, 2)}})
+    inner = tcp6(src=s6["client"], sport=s6["cport"], dst=s6["vip"], dport=s6["vport"], flags=PSH)
+    data, f = gue6(inner, bucket=1001)
+    fixture("local_socket_v6", "the same over IPv6", data, "XDP_PASS", served(f, inner),
+            {"local_socket_served": 1}, {1: {1001: entry(1, 1)}})
+    inner = tcp4(src=s4["client"], sport=s4["cport"] + 1, dst=s4["vip"], dport=s4["vport"], flags=PSH)
+    data, f = gue4(inner, bucket=30)
+    fixture("local_socket_listener_only", "only the listener matches (another client port): not a connection",
+            data, "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {30: entry(0, 0)}})
+    inner = tcp4(src=s4["client"], sport=s4["cport"], dst=s4["vip"], dport=s4["vport"], flags=SYN)
+    data, f = gue4(inner, bucket=30)
+    fixture("local_socket_syn", "a SYN is not looked up: it goes where the table says", data, "XDP_TX",
+            forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {30: entry(0, 0)}})
+
+    # --- IP-in-IP ---
+    inner = tcp4()
+    f = l2(0x0800) / IP(src=LB_V4, dst=OWN_V4, proto=4) / Raw(inner)
+    fixture("ipip_v4_in_v4", "IPv4 in IPv4 to a VIP: decapsulated", f, "XDP_PASS", served(f, inner),
+            {"ipip_decap": 1})
+    inner6 = tcp6()
+    f = l2(0x86dd) / IPv6(src=LB_V6, dst=OWN_V6, nh=41) / Raw(inner6)
+    fixture("ipip_v6_in_v6", "IPv6 in IPv6 to a VIP: decapsulated", f, "XDP_PASS", served(f, inner6),
+            {"ipip_decap": 1})
+    f = l2(0x86dd) / IPv6(src=LB_V6, dst=OWN_V6, nh=4) / Raw(inner)
+    fixture("ipip_v4_in_v6", "IPv4 in IPv6", f, "XDP_PASS", served(f, inner), {"ipip_decap": 1})
+    f = l2(0x0800) / IP(src=LB_V4, dst=OWN_V4, proto=41) / Raw(inner6)
+    fixture("ipip_v6_in_v4", "IPv6 in IPv4 (6in4)", f, "XDP_PASS", served(f, inner6), {"ipip_decap": 1})
+    f = l2(0x0800, [(0x8100, 7)]) / IP(src=LB_V4, dst=OWN_V4, proto=4) / Raw(inner)
+    fixture("ipip_vlan", "IP-in-IP with a VLAN tag", f, "XDP_PASS", served(f, inner), {"ipip_decap": 1})
+    f = l2(0x0800) / IP(src=LB_V4, dst=OWN_V4, proto=4) / Raw(tcp4(dst=NOT_VIP4))
+    fixture("ipip_no_vip", "IP-in-IP to an address that is no VIP: the kernel's", f, "XDP_PASS",
+            counters={"no_vip": 1})
+    f = l2(0x0800) / IP(src=LB_V4, dst=OWN_V4, proto=4) / Raw(tcp4()[:30])
+    fixture("ipip_bad_inner", "IP-in-IP with a truncated inner packet", f, "XDP_PASS", counters={"bad_inner": 1})
+
+
+def steer_fixtures():
+    cases = [
+        ("vip_tcp", "TCP to a VIP", l2(0x0800) / IP(src=CLIENT4, dst=VIP4) / TCP(sport=40000, dport=80), True),
+        ("vip_udp", "UDP to a VIP", l2(0x0800) / IP(src=CLIENT4, dst=VIP4) / UDP(sport=5353, dport=53), True),
+        ("vip_v6", "TCP to an IPv6 VIP", l2(0x86dd) / IPv6(src=CLIENT6, dst=VIP6) / TCP(sport=40000, dport=443),
+         True),
+        ("vip_vlan", "a VLAN-tagged VIP packet",
+         l2(0x0800, [(0x8100, 5)]) / IP(src=CLIENT4, dst=VIP4) / TCP(sport=40000, dport=80), True),
+        ("vip_fragment", "a later fragment: VIP by port 0",
+         l2(0x0800) / IP(src=CLIENT4, dst=VIP4, proto=6, frag=100) / Raw(b"z" * 40), True),
+        ("vip_icmp_error", "an ICMP error quoting a VIP flow",
+         l2(0x0800) / IP(src="10.9.9.9", dst=VIP4) / ICMP(type=3, code=4, nexthopmtu=1400) /
+         Raw(bytes(IP(src=VIP4, dst=CLIENT4) / TCP(sport=80, dport=40000))[:28]), True),
+        ("not_vip_port", "the VIP's address on another port",
+         l2(0x0800) / IP(src=CLIENT4, dst=VIP4) / TCP(sport=40000, dport=22), False),
+        ("not_vip_address", "another address", l2(0x0800) / IP(src=CLIENT4, dst=NOT_VIP4) / TCP(dport=80), False),
+        ("not_vip_proto", "the VIP's port with another protocol",
+         l2(0x0800) / IP(src=CLIENT4, dst=VIP4) / UDP(sport=5353, dport=80), False),
+        ("not_ip", "ARP", Ether(dst="ff:ff:ff:ff:ff:ff", src=LB_MAC) / ARP(pdst=VIP4), False),
+        ("malformed", "a truncated TCP header to a VIP", bytes(l2(0x0800) / IP(src=CLIENT4, dst=VIP4) /
+                                                              TCP(dport=80))[:44], False),
+    ]
+    for name, desc, frame, vip in cases:
+        if vip:
+            fixture("steer_" + name, desc + ", a socket on the queue: redirected", frame, "XDP_REDIRECT",
+                    counters={"steered": 1}, program="steer", xsk=True)
+            fixture("steer_" + name + "_no_socket", desc + ", no socket on the queue: the kernel", frame,
+                    "XDP_PASS", counters={"no_socket": 1}, program="steer", xsk=False)
+        else:
+            fixture("steer_" + name, desc + ": the kernel", frame, "XDP_PASS", counters={"passed": 1},
+                    program="steer", xsk=True)
+
+
+def world():
+    return {
+        "config": {"own_v4": OWN_V4, "own_v6": OWN_V6, "own_mac": OWN_MAC, "gue_port": GUE_PORT},
+        "pools": [dict(p, n_backends=N_BACKENDS[p["index"]]) for p in POOLS],
+        "backends": [{"pool": p, "slot": s, "id": i, "operational": o, "address": a, "mac": m}
+                     for p, s, i, o, a, m in BACKENDS],
+        "vips": [{"address": a, "port": port, "proto": proto, "pool": pool} for a, port, proto, pool in VIPS],
+        "sockets": SOCKETS,
+        "unset_entry": UNSET,
+    }
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_fixtures.py OUTDIR")
+    backend_fixtures()
+    steer_fixtures()
+    names = [f["name"] for f in FIXTURES]
+    assert len(names) == len(set(names)), "duplicate fixture names"
+    os.makedirs(sys.argv[1], exist_ok=True)
+    with open(os.path.join(sys.argv[1], "fixtures.json"), "w") as out:
+        json.dump({"world": world(), "fixtures": FIXTURES}, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
