@@ -106,6 +106,45 @@ hash_lanes(const us_sip_state &st, const uint32_t *ids, uint64_t *out, size_t n)
     }
 }
 
+// The other direction: one server over consecutive buckets (a weight change, a server joining).
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+hash_buckets_lanes(uint64_t k0, uint64_t k1, uint32_t id, uint32_t first, uint64_t *out, size_t n)
+{
+    const uint64_t tail = uint64_t(id) | kTail;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        u64x8 m0;
+        for (int l = 0; l < 8; l++)
+            m0[l] = uint64_t(first + i + l);
+        u64x8 v0 = (k0 ^ 0x736f6d6570736575ULL) - (u64x8){}, v1 = (k1 ^ 0x646f72616e646f6dULL) - (u64x8){};
+        u64x8 v2 = (k0 ^ 0x6c7967656e657261ULL) - (u64x8){}, v3 = (k1 ^ 0x7465646279746573ULL) - (u64x8){};
+        v3 ^= m0;
+        US_VROUND(v0, v1, v2, v3);
+        v0 ^= m0;
+        v3 ^= tail;
+        US_VROUND(v0, v1, v2, v3);
+        v0 ^= tail;
+        v2 ^= 0xff;
+        US_VROUND(v0, v1, v2, v3);
+        US_VROUND(v0, v1, v2, v3);
+        US_VROUND(v0, v1, v2, v3);
+        u64x8 r = v0 ^ v1 ^ v2 ^ v3;
+        std::memcpy(out + i, &r, sizeof r);
+    }
+    for (; i < n; i++) {
+        us_sip_state s;
+        us_sip_init(&s, k0, k1);
+        us_sip_absorb(&s, uint64_t(first + i), US_SESSION_C);
+        us_sip_absorb(&s, tail, US_SESSION_C);
+        out[i] = us_sip_finish(&s, US_SESSION_D);
+    }
+}
+
+void server_hash_buckets(const Secret &secret, uint32_t id, uint32_t first_bucket, size_t n, uint64_t *out)
+{
+    hash_buckets_lanes(us_load_le64(secret.data()), us_load_le64(secret.data() + 8), id, first_bucket, out, n);
+}
+
 void BucketHasher::hash_many(const uint32_t *ids, uint64_t *out, size_t n) const
 {
     hash_lanes(after_bucket_, ids, out, n);

@@ -20,6 +20,8 @@ uint64_t session_hash(const Secret &secret, const us_session_key &key);
 
 // u = SipHash-1-3(secret, le64(bucket) || le32(id))
 uint64_t server_hash(const Secret &secret, uint64_t bucket, uint32_t id);
+// out[i] = server_hash(secret, first_bucket + i, id), vectorised where the CPU allows.
+void server_hash_buckets(const Secret &secret, uint32_t id, uint32_t first_bucket, size_t n, uint64_t *out);
 // score = weight / -ln(x), x = ((u >> 11) + 0.5) / 2^53
 double server_score(uint64_t u, uint32_t weight);
 

@@ -2,7 +2,10 @@
 // server_score(), so the cache of best servers can never disagree with the plain ordering.
 #include "table.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <thread>
 
@@ -30,10 +33,12 @@ void PoolTable::refresh_dense()
 {
     dense_ids_.clear();
     dense_slots_.clear();
+    dense_weights_.clear();
     for (size_t s = 0; s < members_.size(); s++) {
         if (members_[s].present) {
             dense_ids_.push_back(members_[s].id);
             dense_slots_.push_back(uint16_t(s));
+            dense_weights_.push_back(double(members_[s].weight));
         }
     }
 }
@@ -58,24 +63,98 @@ static inline bool cannot_reach(uint64_t u, uint32_t weight, double threshold)
     return double(weight) < threshold * (1.0 - x) * (1.0 - 1e-9);
 }
 
+// The servers of one bucket that may still enter its cache: those not ruled out by cannot_reach() against
+// threshold, which only grows, so this is conservative. This loop and the hashing are nearly all of a
+// full build, so it compares eight or four servers at once where the CPU can. The vector forms use
+// x' = ((u >> 12) + 1) / 2^52 >= x, which only lets more servers through, never fewer.
+static size_t prune_scalar(const uint64_t *u, const double *weight, size_t first, size_t n, double limit, uint32_t *out)
+{
+    size_t k = 0;
+    for (size_t i = first; i < n; i++) {
+        double x = (double(u[i] >> 11) + 0.5) / 9007199254740992.0;
+        out[k] = uint32_t(i);
+        k += weight[i] >= limit * (1.0 - x);
+    }
+    return k;
+}
+
+// GCC 12's own AVX-512 headers trip -Wmaybe-uninitialized (_mm512_undefined_epi32).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) static size_t prune_avx512(const uint64_t *u, const double *weight, size_t first,
+                                                              size_t n, double limit, uint32_t *out)
+{
+    const __m512i magic = _mm512_set1_epi64(0x4330000000000000LL);  // 2^52 as a double
+    const __m512d two52 = _mm512_set1_pd(4503599627370496.0), one = _mm512_set1_pd(1.0);
+    const __m512d scale = _mm512_set1_pd(1.0 / 4503599627370496.0), lim = _mm512_set1_pd(limit);
+    size_t k = 0, i = first;
+    for (; i + 8 <= n; i += 8) {
+        __m512i v = _mm512_or_si512(_mm512_srli_epi64(_mm512_loadu_si512(u + i), 12), magic);
+        __m512d x = _mm512_mul_pd(_mm512_add_pd(_mm512_sub_pd(_mm512_castsi512_pd(v), two52), one), scale);
+        __mmask8 keep = _mm512_cmp_pd_mask(_mm512_loadu_pd(weight + i), _mm512_mul_pd(lim, _mm512_sub_pd(one, x)),
+                                           _CMP_GE_OQ);
+        for (unsigned m = keep; m; m &= m - 1)
+            out[k++] = uint32_t(i + unsigned(__builtin_ctz(m)));
+    }
+    return k + prune_scalar(u, weight, i, n, limit, out + k);
+}
+#pragma GCC diagnostic pop
+
+__attribute__((target("avx2"))) static size_t prune_avx2(const uint64_t *u, const double *weight, size_t first,
+                                                         size_t n, double limit, uint32_t *out)
+{
+    const __m256i magic = _mm256_set1_epi64x(0x4330000000000000LL);
+    const __m256d two52 = _mm256_set1_pd(4503599627370496.0), one = _mm256_set1_pd(1.0);
+    const __m256d scale = _mm256_set1_pd(1.0 / 4503599627370496.0), lim = _mm256_set1_pd(limit);
+    size_t k = 0, i = first;
+    for (; i + 4 <= n; i += 4) {
+        __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(u + i));
+        __m256i v = _mm256_or_si256(_mm256_srli_epi64(raw, 12), magic);
+        __m256d x = _mm256_mul_pd(_mm256_add_pd(_mm256_sub_pd(_mm256_castsi256_pd(v), two52), one), scale);
+        __m256d rhs = _mm256_mul_pd(lim, _mm256_sub_pd(one, x));
+        int keep = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(weight + i), rhs, _CMP_GE_OQ));
+        for (unsigned m = unsigned(keep); m; m &= m - 1)
+            out[k++] = uint32_t(i + unsigned(__builtin_ctz(m)));
+    }
+    return k + prune_scalar(u, weight, i, n, limit, out + k);
+}
+
+using PruneFn = size_t (*)(const uint64_t *, const double *, size_t, size_t, double, uint32_t *);
+
+static PruneFn pick_prune()
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return prune_avx512;
+    if (__builtin_cpu_supports("avx2"))
+        return prune_avx2;
+    return prune_scalar;
+}
+
+static size_t prune(const uint64_t *u, const double *weight, size_t first, size_t n, double threshold, uint32_t *out)
+{
+    static const PruneFn fn = pick_prune();
+    return fn(u, weight, first, n, threshold * (1.0 - 1e-9), out);
+}
+
 PoolTable::Choice PoolTable::compute_bucket(uint32_t bucket, Scratch &scratch)
 {
     size_t n = dense_ids_.size();
     scratch.u.resize(n);
+    scratch.candidates.resize(n);
     BucketHasher(secret_, bucket).hash_many(dense_ids_.data(), scratch.u.data(), n);
 
     Rank top[kTop];
     uint16_t slots[kTop];
     int count = 0;
-    for (size_t i = 0; i < n; i++) {
+    auto consider = [&](size_t i) {
         uint16_t slot = dense_slots_[i];
-        uint32_t w = members_[slot].weight;
         uint64_t u = scratch.u[i];
-        if (count == kTop && cannot_reach(u, w, top[kTop - 1].score))
-            continue;
-        Rank r{server_score(u, w), u, members_[slot].id};
+        if (count == kTop && cannot_reach(u, uint32_t(dense_weights_[i]), top[kTop - 1].score))
+            return;
+        Rank r{server_score(u, uint32_t(dense_weights_[i])), u, dense_ids_[i]};
         if (count == kTop && !before(r, top[kTop - 1]))
-            continue;
+            return;
         int pos = count < kTop ? count++ : kTop - 1;
         while (pos > 0 && before(r, top[pos - 1])) {
             top[pos] = top[pos - 1];
@@ -84,7 +163,35 @@ PoolTable::Choice PoolTable::compute_bucket(uint32_t bucket, Scratch &scratch)
         }
         top[pos] = r;
         slots[pos] = slot;
+    };
+    // Buckets are alike: guess that this one's cache ends near half of the last one's, keep only the servers
+    // that could beat that, and check the guess afterwards (every server left out scores below it, so a
+    // full cache whose last score reaches the guess is exact). A wrong guess costs a full pass.
+    double guess = scratch.last_kth * 0.5;
+    bool guessed = false;
+    if (guess > 0 && n > size_t(4 * kTop)) {
+        size_t m = prune(scratch.u.data(), dense_weights_.data(), 0, n, guess, scratch.candidates.data());
+        for (size_t c = 0; c < m; c++)
+            consider(scratch.candidates[c]);
+        guessed = count == kTop && top[kTop - 1].score >= guess;
+        if (!guessed)
+            count = 0;
     }
+    // Without a usable guess: a few servers exactly, then block by block only the survivors of the vector
+    // test, the threshold rising as the cache fills with better servers.
+    if (!guessed) {
+        size_t head = std::min<size_t>(n, 8);
+        for (size_t i = 0; i < head; i++)
+            consider(i);
+        for (size_t first = head; first < n; first += 64) {
+            size_t last = std::min(n, first + 64);
+            double threshold = count == kTop ? top[kTop - 1].score : -1.0;
+            size_t m = prune(scratch.u.data(), dense_weights_.data(), first, last, threshold, scratch.candidates.data());
+            for (size_t c = 0; c < m; c++)
+                consider(scratch.candidates[c]);
+        }
+    }
+    scratch.last_kth = count == kTop ? top[kTop - 1].score : 0.0;
 
     size_t base = size_t(bucket) * kTop;
     for (int k = 0; k < kTop; k++) {
@@ -135,13 +242,19 @@ uint16_t PoolTable::serving_by_scan(uint32_t bucket, Scratch &scratch)
 void PoolTable::commit(uint32_t bucket, uint16_t primary, uint16_t serving)
 {
     us_bucket_entry &e = entries_[bucket];
-    if (e.primary == primary && e.serving == serving)
-        return;
-    if (e.serving != serving)
-        e.previous = e.serving;
-    e.primary = primary;
-    e.serving = serving;
-    changed_.push_back(bucket);
+    if (e.primary != primary || e.serving != serving) {
+        if (e.serving != serving)
+            e.previous = e.serving;
+        e.primary = primary;
+        e.serving = serving;
+        changed_.push_back(bucket);
+    }
+    // Callers commit after every change to a bucket's cache too, so the overflow mark follows both.
+    uint8_t now = overflowed(bucket);
+    if (now != overflow_[bucket]) {
+        overflow_[bucket] = now;
+        overflow_count_ += now ? 1 : -1;
+    }
 }
 
 // Full build of a range of buckets: no previous state, so previous = serving and nothing is recorded.
@@ -151,6 +264,7 @@ void PoolTable::compute_range(uint32_t first, uint32_t last)
     for (uint32_t b = first; b < last; b++) {
         Choice c = compute_bucket(b, scratch);
         entries_[b] = us_bucket_entry{c.primary, c.serving, c.serving, 0};
+        overflow_[b] = overflowed(b);  // a byte per bucket: threads never share one
     }
 }
 
@@ -163,6 +277,7 @@ void PoolTable::build(std::vector<Member> members, unsigned threads)
     entries_.assign(buckets(), us_bucket_entry{US_NO_SERVER, US_NO_SERVER, US_NO_SERVER, 0});
     top_score_.assign(size_t(buckets()) * kTop, 0.0);
     top_slot_.assign(size_t(buckets()) * kTop, uint16_t(US_NO_SERVER));
+    overflow_.assign(buckets(), 0);
 
     if (threads == 0)
         threads = std::max(1u, std::thread::hardware_concurrency());
@@ -175,6 +290,7 @@ void PoolTable::build(std::vector<Member> members, unsigned threads)
     compute_range(0, std::min(buckets(), chunk));
     for (auto &th : pool)
         th.join();
+    overflow_count_ = size_t(std::count(overflow_.begin(), overflow_.end(), uint8_t(1)));
     changed_.clear();
 }
 
@@ -193,6 +309,53 @@ bool PoolTable::overflowed(uint32_t bucket) const
     return serving == US_NO_SERVER || position_in_top(&top_slot_[size_t(bucket) * kTop], serving) < 0;
 }
 
+// Positions i in a[0..n) where a[i] == v: the cache scan of a health change, a few MB per pool.
+static void find_u16_scalar(const uint16_t *a, size_t first, size_t n, uint16_t v, std::vector<uint32_t> &out)
+{
+    for (size_t i = first; i < n; i++)
+        if (a[i] == v)
+            out.push_back(uint32_t(i));
+}
+
+__attribute__((target("avx512bw"))) static void find_u16_avx512(const uint16_t *a, size_t n, uint16_t v,
+                                                                std::vector<uint32_t> &out)
+{
+    const __m512i needle = _mm512_set1_epi16(short(v));
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (uint32_t m = _mm512_cmpeq_epi16_mask(_mm512_loadu_si512(a + i), needle); m; m &= m - 1)
+            out.push_back(uint32_t(i + unsigned(__builtin_ctz(m))));
+    find_u16_scalar(a, i, n, v, out);
+}
+
+__attribute__((target("avx2"))) static void find_u16_avx2(const uint16_t *a, size_t n, uint16_t v,
+                                                          std::vector<uint32_t> &out)
+{
+    const __m256i needle = _mm256_set1_epi16(short(v));
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + i));
+        // Two mask bits per 16-bit lane: keep the even ones.
+        uint32_t m = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi16(x, needle))) & 0x55555555u;
+        for (; m; m &= m - 1)
+            out.push_back(uint32_t(i + unsigned(__builtin_ctz(m)) / 2));
+    }
+    find_u16_scalar(a, i, n, v, out);
+}
+
+static void find_u16(const uint16_t *a, size_t n, uint16_t v, std::vector<uint32_t> &out)
+{
+    static const auto fn = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512bw") ? find_u16_avx512
+               : __builtin_cpu_supports("avx2")   ? find_u16_avx2
+                                                  : [](const uint16_t *a, size_t n, uint16_t v, std::vector<uint32_t> &out) {
+                                                        find_u16_scalar(a, 0, n, v, out);
+                                                    };
+    }();
+    fn(a, n, v, out);
+}
+
 const std::vector<uint32_t> &PoolTable::set_operational(uint32_t slot, bool operational)
 {
     changed_.clear();
@@ -200,12 +363,18 @@ const std::vector<uint32_t> &PoolTable::set_operational(uint32_t slot, bool oper
         return changed_;
     members_[slot].operational = operational;
     Scratch scratch;
-    for (uint32_t b = 0; b < buckets(); b++) {
-        // Only buckets that list the server among their best, or whose serving server lies past the
-        // cache (all of the best are down), can change.
-        if (position_in_top(&top_slot_[size_t(b) * kTop], slot) >= 0 || overflowed(b))
-            commit(b, entries_[b].primary, serving_from_top(b, scratch));
+    // Only buckets that list the server among their best, or whose serving server lies past the cache
+    // (all of the best are down), can change.
+    std::vector<uint32_t> hits;
+    find_u16(top_slot_.data(), top_slot_.size(), uint16_t(slot), hits);
+    for (uint32_t i : hits) {
+        uint32_t b = i / kTop;
+        commit(b, entries_[b].primary, serving_from_top(b, scratch));
     }
+    if (overflow_count_ > 0)
+        for (uint32_t b = 0; b < buckets(); b++)
+            if (overflow_[b])
+                commit(b, entries_[b].primary, serving_from_top(b, scratch));
     return changed_;
 }
 
@@ -216,7 +385,11 @@ void PoolTable::update_member_score(uint32_t slot, uint32_t weight, bool was_pre
     Scratch scratch;
     const uint32_t id = members_[slot].id;
     const bool everyone_fits = dense_ids_.size() <= size_t(kTop);
+    constexpr uint32_t kChunk = 4096;
+    uint64_t hashes[kChunk];
     for (uint32_t b = 0; b < buckets(); b++) {
+        if (b % kChunk == 0)
+            server_hash_buckets(secret_, id, b, std::min(kChunk, buckets() - b), hashes);
         size_t base = size_t(b) * kTop;
         uint16_t *top = &top_slot_[base];
         double *score = &top_score_[base];
@@ -224,7 +397,7 @@ void PoolTable::update_member_score(uint32_t slot, uint32_t weight, bool was_pre
         while (count < kTop && top[count] != US_NO_SERVER)
             count++;
         int pos = was_present ? position_in_top(top, slot) : -1;
-        uint64_t u = server_hash(secret_, b, id);
+        uint64_t u = hashes[b % kChunk];
 
         // Still outside the cache: only a bucket whose serving server lies past the cache can change.
         auto outside = [&] {
@@ -275,6 +448,7 @@ const std::vector<uint32_t> &PoolTable::set_weight(uint32_t slot, uint32_t weigh
     if (members_.at(slot).weight == weight)
         return changed_;
     members_[slot].weight = weight;
+    refresh_dense();
     update_member_score(slot, weight, true);
     return changed_;
 }

@@ -60,6 +60,8 @@ class PoolTable {
     };
     struct Scratch {
         std::vector<uint64_t> u;
+        std::vector<uint32_t> candidates;
+        double last_kth = 0;  // the last score in the previous bucket's cache, for a first guess
     };
 
     struct Choice {
@@ -81,9 +83,12 @@ class PoolTable {
     std::vector<Member> members_;
     std::vector<uint32_t> dense_ids_;    // ids of present members, for whole-bucket scans
     std::vector<uint16_t> dense_slots_;  // their slots
+    std::vector<double> dense_weights_;  // their weights, for the vectorised pruning
     std::vector<us_bucket_entry> entries_;
     std::vector<double> top_score_;      // kTop per bucket, best first
     std::vector<uint16_t> top_slot_;     // US_NO_SERVER past the end when fewer than kTop members
+    std::vector<uint8_t> overflow_;      // per bucket: 1 when its serving server lies past the cache
+    size_t overflow_count_ = 0;
     std::vector<uint32_t> changed_;
 };
 

@@ -52,3 +52,14 @@ TEST(SipHash, BucketHasherMatchesPlainHash)
         }
     }
 }
+
+TEST(SipHash, BucketRangeHashMatchesPlainHash)
+{
+    Secret key{3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3};
+    for (uint32_t id : {1u, 77u, 0xfffffffeu}) {
+        std::vector<uint64_t> out(45);  // not a multiple of the vector width
+        server_hash_buckets(key, id, 1000, out.size(), out.data());
+        for (size_t i = 0; i < out.size(); i++)
+            EXPECT_EQ(out[i], server_hash(key, 1000 + i, id)) << "bucket " << 1000 + i;
+    }
+}
