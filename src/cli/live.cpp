@@ -71,8 +71,25 @@ static int run(const Json &request, bool json, const std::function<void(const Js
     return kOk;
 }
 
+static void print_agent_status(const Json &b)
+{
+    std::cout << "understudy-agent " << b["version"].get<std::string>() << "  up " << seconds(b["uptime_s"]) << "  on "
+              << b["interface"].get<std::string>() << " (" << b["xdp_mode"].get<std::string>() << " XDP)  addresses";
+    for (auto &a : b["addresses"])
+        std::cout << " " << a.get<std::string>();
+    std::cout << "\nconfig " << b["config"].get<std::string>() << "  tables swapped in: " << b["table_swaps"] << "\n\n";
+    std::vector<std::vector<std::string>> rows;
+    for (auto &p : b["pools"])
+        rows.push_back({p["name"].get<std::string>(), std::to_string(1u << p["table_bits"].get<unsigned>()),
+                        std::to_string(p["backends"].get<unsigned>()), std::to_string(p["operational"].get<unsigned>()),
+                        p["my_id"].is_null() ? "-" : std::to_string(p["my_id"].get<uint32_t>())});
+    print_table({"POOL", "BUCKETS", "BACKENDS", "OPERATIONAL", "THIS HOST"}, rows);
+}
+
 static void print_status(const Json &b)
 {
+    if (b.value("role", "") == "agent")
+        return print_agent_status(b);
     std::cout << "understudy " << b["version"].get<std::string>() << "  up " << seconds(b["uptime_s"]) << "  generation "
               << b["generation"] << "  " << b["workers"] << " worker(s)  " << b["vips"] << " VIP(s)\n"
               << "config " << b["config"].get<std::string>() << "\n\n";
@@ -137,6 +154,10 @@ static void print_stats(const Json &now, const Json *before)
     std::vector<std::vector<std::string>> rows;
     for (auto &[k, v] : now["counters"].items())
         rows.push_back({k, value(v, before ? &(*before)["counters"][k] : nullptr)});
+    if (!now.contains("drops")) {  // the agent: its XDP program's counters only
+        print_table({"COUNTER", before ? "RATE" : "TOTAL"}, rows);
+        return;
+    }
     for (auto &[k, v] : now["drops"].items())
         if (v.get<uint64_t>() != 0)
             rows.push_back({"drop " + k, value(v, before ? &(*before)["drops"][k] : nullptr)});

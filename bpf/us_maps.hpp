@@ -1,0 +1,340 @@
+// The userspace side of bpf/: loads the backend program from its libbpf skeleton, fills its maps from the
+// ordering and table code, swaps whole bucket tables in, reads counters and attaches XDP programs to
+// interfaces; creates or opens the pinned maps of the steering program that DPDK's net_af_xdp loads.
+// Header-only, libbpf only (no DPDK). Layouts: src/common/us_bpf_maps.h; meaning and update order: bpf/README.md.
+#pragma once
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+#include "us_backend.skel.h"
+#include "us_bpf_maps.h"
+
+namespace understudy::bpf {
+
+static_assert(US_BPF_TABLE_FLAGS == (BPF_F_INNER_MAP | BPF_F_MMAPABLE), "us_bpf_maps.h: table flags");
+
+inline constexpr const char *kBackendCounterNames[] = {
+#define US_X(name, help) #name,
+    US_BACKEND_COUNTERS(US_X)
+#undef US_X
+};
+inline constexpr const char *kBackendCounterHelp[] = {
+#define US_X(name, help) help,
+    US_BACKEND_COUNTERS(US_X)
+#undef US_X
+};
+inline constexpr const char *kSteerCounterNames[] = {
+#define US_X(name, help) #name,
+    US_STEER_COUNTERS(US_X)
+#undef US_X
+};
+inline constexpr const char *kSteerCounterHelp[] = {
+#define US_X(name, help) help,
+    US_STEER_COUNTERS(US_X)
+#undef US_X
+};
+
+using BackendCounters = std::array<uint64_t, US_BCTR_MAX>;
+using SteerCounters = std::array<uint64_t, US_SCTR_MAX>;
+
+inline Error os_error(const std::string &what, int err)
+{
+    return Error{what + ": " + std::strerror(err < 0 ? -err : err)};
+}
+
+// An owned file descriptor.
+class Fd {
+  public:
+    Fd() = default;
+    explicit Fd(int fd) : fd_(fd) {}
+    Fd(Fd &&o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    Fd &operator=(Fd &&o) noexcept
+    {
+        if (this != &o) {
+            reset();
+            fd_ = std::exchange(o.fd_, -1);
+        }
+        return *this;
+    }
+    Fd(const Fd &) = delete;
+    Fd &operator=(const Fd &) = delete;
+    ~Fd() { reset(); }
+    int get() const { return fd_; }
+    void reset()
+    {
+        if (fd_ >= 0)
+            ::close(fd_);
+        fd_ = -1;
+    }
+
+  private:
+    int fd_ = -1;
+};
+
+// A VIP key from an address as the session key holds it (IPv4 as ::ffff:a.b.c.d), a port in host byte order
+// (0: the entry fragments use) and an IP protocol.
+inline us_vip_key vip_key(const uint8_t addr[16], uint16_t port, uint8_t proto)
+{
+    us_vip_key key{};
+    std::memcpy(key.addr, addr, 16);
+    key.port = htons(port);
+    key.proto = proto;
+    return key;
+}
+
+// Sums a per-CPU array of N u64 counters over the possible CPUs.
+template <size_t N>
+inline Result<std::array<uint64_t, N>> read_percpu_counters(int map_fd)
+{
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0)
+        return os_error("counting CPUs", cpus);
+    std::vector<uint64_t> values(static_cast<size_t>(cpus));
+    std::array<uint64_t, N> sum{};
+    for (uint32_t i = 0; i < N; i++) {
+        if (bpf_map_lookup_elem(map_fd, &i, values.data()) != 0)
+            return os_error("reading counter " + std::to_string(i), errno);
+        for (uint64_t v : values)
+            sum[i] += v;
+    }
+    return sum;
+}
+
+// Makes prog_fd the XDP program of ifindex (native mode unless flags say otherwise). The attachment belongs to
+// the interface, not to this process: an agent restart does not stop decapsulation. detach_xdp undoes it.
+inline Status attach_xdp(int ifindex, int prog_fd, uint32_t flags = XDP_FLAGS_DRV_MODE)
+{
+    int err = bpf_xdp_attach(ifindex, prog_fd, flags, nullptr);
+    if (err)
+        return os_error("attaching XDP program to ifindex " + std::to_string(ifindex), err);
+    return Ok{};
+}
+
+inline Status detach_xdp(int ifindex, uint32_t flags = XDP_FLAGS_DRV_MODE)
+{
+    int err = bpf_xdp_detach(ifindex, flags, nullptr);
+    if (err)
+        return os_error("detaching XDP program from ifindex " + std::to_string(ifindex), err);
+    return Ok{};
+}
+
+// A new bucket table, filled and ready to be swapped in: an ARRAY of 2^k us_bucket_entry with the flags the
+// template of us_tables has, filled through one mmap and memcpy (a table of 2^20 buckets is 8 MiB).
+inline Result<Fd> make_table(std::span<const us_bucket_entry> entries)
+{
+    size_t n = entries.size();
+    if (n == 0 || (n & (n - 1)) != 0 || n > (size_t(1) << US_BPF_MAX_TABLE_BITS))
+        return Error{"a bucket table holds 2^k entries, k <= " + std::to_string(US_BPF_MAX_TABLE_BITS) + ", not " +
+                     std::to_string(n)};
+    bpf_map_create_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.map_flags = US_BPF_TABLE_FLAGS;
+    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "us_table", sizeof(uint32_t), sizeof(us_bucket_entry),
+                            uint32_t(n), &opts);
+    if (fd < 0)
+        return os_error("creating a bucket table of " + std::to_string(n) + " entries", fd);
+    Fd table(fd);
+    size_t page = size_t(sysconf(_SC_PAGESIZE));
+    size_t bytes = (n * sizeof(us_bucket_entry) + page - 1) / page * page;
+    void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, table.get(), 0);
+    if (mem == MAP_FAILED)
+        return os_error("mapping a bucket table", errno);
+    std::memcpy(mem, entries.data(), n * sizeof(us_bucket_entry));
+    munmap(mem, bytes);
+    return table;
+}
+
+// The backend program (bpf/us_backend.bpf.c), loaded and verified, with its maps.
+class BackendProgram {
+  public:
+    // Opens and loads the program. With pin_dir (a directory on a bpffs), its maps are pinned there, and reused
+    // when already pinned, so that a restarted agent finds the state the attached program reads.
+    static Result<std::unique_ptr<BackendProgram>> load(const std::string &pin_dir = "")
+    {
+        us_backend_bpf *skel = us_backend_bpf__open();
+        if (!skel)
+            return os_error("opening the us_backend skeleton", errno);
+        std::unique_ptr<BackendProgram> p(new BackendProgram(skel));
+        if (!pin_dir.empty()) {
+            bpf_map *map;
+            bpf_object__for_each_map(map, skel->obj)
+            {
+                std::string path = pin_dir + "/" + bpf_map__name(map);
+                int err = bpf_map__set_pin_path(map, path.c_str());
+                if (err)
+                    return os_error("pinning " + path, err);
+            }
+        }
+        int err = us_backend_bpf__load(skel);
+        if (err)
+            return os_error("loading us_backend (the verifier log is on stderr)", err);
+        return p;
+    }
+
+    ~BackendProgram() { us_backend_bpf__destroy(skel_); }
+    BackendProgram(const BackendProgram &) = delete;
+    BackendProgram &operator=(const BackendProgram &) = delete;
+
+    int prog_fd() const { return bpf_program__fd(skel_->progs.us_backend); }
+    us_backend_bpf *skeleton() { return skel_; }
+
+    Status set_config(const us_bpf_config &config)
+    {
+        uint32_t zero = 0;
+        return update(skel_->maps.us_config, &zero, &config, "us_config");
+    }
+
+    Status put_vip(const us_vip_key &key, uint16_t pool)
+    {
+        us_vip_value value{pool, 0};
+        return update(skel_->maps.us_vips, &key, &value, "us_vips");
+    }
+
+    Status delete_vip(const us_vip_key &key)
+    {
+        if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.us_vips), &key) != 0 && errno != ENOENT)
+            return os_error("deleting from us_vips", errno);
+        return Ok{};
+    }
+
+    // Put a pool's backends first and its table next; its info (digest, my_slot) last.
+    Status put_pool(uint32_t pool, const us_bpf_pool &info)
+    {
+        if (pool >= US_BPF_MAX_POOLS || info.n_backends > US_BPF_MAX_SLOTS ||
+            info.table_bits > US_BPF_MAX_TABLE_BITS)
+            return Error{"pool " + std::to_string(pool) + ": past the BPF agent's limits"};
+        return update(skel_->maps.us_pools, &pool, &info, "us_pools");
+    }
+
+    Status put_backend(uint32_t pool, uint32_t slot, const us_bpf_backend &backend)
+    {
+        if (pool >= US_BPF_MAX_POOLS || slot >= US_BPF_MAX_SLOTS)
+            return Error{"backend slot " + std::to_string(slot) + " of pool " + std::to_string(pool) +
+                         ": past the BPF agent's limits"};
+        uint32_t index = pool * US_BPF_MAX_SLOTS + slot;
+        return update(skel_->maps.us_backends, &index, &backend, "us_backends");
+    }
+
+    // A whole new table for pool (2^table_bits entries, slots as in us_backends), built off to the side and
+    // published with one update of us_tables: a packet sees the old table or the new one, never a mix. The
+    // kernel frees the old table when the last program run that holds it is done.
+    Status swap_table(uint32_t pool, std::span<const us_bucket_entry> entries)
+    {
+        auto table = make_table(entries);
+        if (!table)
+            return Error{table.error()};
+        int fd = table->get();
+        return update(skel_->maps.us_tables, &pool, &fd, "us_tables");
+    }
+
+    // Packets of the pool are then served where they arrive (counted as no_table).
+    Status remove_table(uint32_t pool)
+    {
+        if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.us_tables), &pool) != 0 && errno != ENOENT)
+            return os_error("removing the table of pool " + std::to_string(pool), errno);
+        return Ok{};
+    }
+
+    Result<BackendCounters> counters() const
+    {
+        return read_percpu_counters<US_BCTR_MAX>(bpf_map__fd(skel_->maps.us_stats));
+    }
+
+  private:
+    explicit BackendProgram(us_backend_bpf *skel) : skel_(skel) {}
+
+    static Status update(const bpf_map *map, const void *key, const void *value, const char *name)
+    {
+        if (bpf_map_update_elem(bpf_map__fd(map), key, value, BPF_ANY) != 0)
+            return os_error(std::string("updating ") + name, errno);
+        return Ok{};
+    }
+
+    us_backend_bpf *skel_;
+};
+
+// The maps of the steering program (bpf/us_steer.bpf.c) that the balancer fills and reads. DPDK's net_af_xdp
+// loads the object itself (xdp_prog=PATH); libbpf then pins these maps by name under pin_root, or reuses the
+// pins that are already there. Creating them before DPDK starts puts the VIPs in before the first packet.
+class SteerMaps {
+  public:
+    static Result<SteerMaps> open_or_create(const std::string &pin_root = "/sys/fs/bpf")
+    {
+        SteerMaps m;
+        auto vips = open_or_create_one(pin_root + "/" US_STEER_VIPS_MAP, BPF_MAP_TYPE_HASH, US_STEER_VIPS_MAP,
+                                       sizeof(us_vip_key), sizeof(us_vip_value), US_BPF_MAX_VIPS);
+        if (!vips)
+            return Error{vips.error()};
+        auto stats = open_or_create_one(pin_root + "/" US_STEER_STATS_MAP, BPF_MAP_TYPE_PERCPU_ARRAY,
+                                        US_STEER_STATS_MAP, sizeof(uint32_t), sizeof(uint64_t), US_SCTR_MAX);
+        if (!stats)
+            return Error{stats.error()};
+        m.vips_ = std::move(*vips);
+        m.stats_ = std::move(*stats);
+        return m;
+    }
+
+    Status put_vip(const us_vip_key &key)
+    {
+        us_vip_value value{};
+        if (bpf_map_update_elem(vips_.get(), &key, &value, BPF_ANY) != 0)
+            return os_error("updating " US_STEER_VIPS_MAP, errno);
+        return Ok{};
+    }
+
+    Status delete_vip(const us_vip_key &key)
+    {
+        if (bpf_map_delete_elem(vips_.get(), &key) != 0 && errno != ENOENT)
+            return os_error("deleting from " US_STEER_VIPS_MAP, errno);
+        return Ok{};
+    }
+
+    Result<SteerCounters> counters() const { return read_percpu_counters<US_SCTR_MAX>(stats_.get()); }
+
+  private:
+    static Result<Fd> open_or_create_one(const std::string &path, bpf_map_type type, const char *name,
+                                         uint32_t key_size, uint32_t value_size, uint32_t max_entries)
+    {
+        int fd = bpf_obj_get(path.c_str());
+        if (fd >= 0) {
+            Fd map(fd);
+            bpf_map_info info{};
+            uint32_t len = sizeof(info);
+            if (bpf_obj_get_info_by_fd(map.get(), &info, &len) != 0)
+                return os_error("inspecting " + path, errno);
+            if (info.type != uint32_t(type) || info.key_size != key_size || info.value_size != value_size ||
+                info.max_entries != max_entries)
+                return Error{path + ": pinned by another version of us_steer (layout differs): remove it"};
+            return map;
+        }
+        if (errno != ENOENT)
+            return os_error("opening " + path, errno);
+        fd = bpf_map_create(type, name, key_size, value_size, max_entries, nullptr);
+        if (fd < 0)
+            return os_error("creating " + path, fd);
+        Fd map(fd);
+        if (bpf_obj_pin(map.get(), path.c_str()) != 0)
+            return os_error("pinning " + path, errno);
+        return map;
+    }
+
+    Fd vips_, stats_;
+};
+
+}  // namespace understudy::bpf

@@ -1,0 +1,163 @@
+// understudy-agent: loads and attaches the backend XDP program, keeps its maps in step with this host's
+// view (health probes, table builder), answers the same kind of control socket as the balancer, and
+// detaches on SIGINT/SIGTERM. SIGHUP reloads the config.
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstring>
+#include <iostream>
+
+#include "agent.h"
+#include "control/api.h"
+#include "control/event_loop.h"
+#include "core/lookup.h"
+
+namespace understudy {
+
+static void log(const std::string &msg) { std::cerr << "understudy-agent: " << msg << std::endl; }
+
+// The agent's control API: the read-only operations of the balancer's, with its own view, and reload.
+class AgentApi : public ApiHandler {
+  public:
+    AgentApi(Agent &agent, std::function<Status()> reload) : agent_(agent), reload_(std::move(reload)) {}
+
+    Result<nlohmann::ordered_json> handle(const std::string &op, const nlohmann::json &r) override
+    {
+        auto pool = [&r]() -> std::string {
+            if (!r.contains("pool"))
+                return "";
+            if (!r["pool"].is_string())
+                throw std::invalid_argument("field \"pool\" must be a string");
+            return r["pool"].get<std::string>();
+        };
+        if (op == "status")
+            return agent_.status_json();
+        if (op == "backend.list")
+            return Json{{"backends", agent_.backends_json(pool())}};
+        if (op == "health")
+            return Json{{"health", agent_.health_json(pool())}};
+        if (op == "stats")
+            return agent_.stats_json();
+        if (op == "reload") {
+            if (auto s = reload_(); !s)
+                return Error{s.error()};
+            return Json{{"reloaded", true}};
+        }
+        if (op == "lookup") {
+            Lookup lookup(agent_.config(), agent_.down_pairs());
+            if (!r.contains("vip") || !r.contains("src") || !r["vip"].is_string() || !r["src"].is_string())
+                return Error{"lookup needs \"vip\" (ADDR:PORT/PROTO) and \"src\" (ADDR:PORT) strings"};
+            auto vip = parse_vip_spec(r["vip"].get<std::string>());
+            if (!vip)
+                return Error{"field \"vip\": " + vip.error()};
+            auto src = Endpoint::parse(r["src"].get<std::string>());
+            if (!src)
+                return Error{"field \"src\": " + src.error()};
+            auto res = lookup.lookup(vip->first, vip->second, *src);
+            if (!res)
+                return Error{res.error()};
+            Json j = to_json(*res);
+            j["pool"] = res->pool->name;
+            return j;
+        }
+        return Error{"unknown op \"" + op + "\" for the agent; known: status, backend.list, health, stats, lookup, reload"};
+    }
+
+  private:
+    Agent &agent_;
+    std::function<Status()> reload_;
+};
+
+static int run(const std::string &path, const std::string &socket_override)
+{
+    auto config = load_config(path);
+    if (!config) {
+        std::cerr << config.error() << "\n";
+        return 2;
+    }
+    if (auto s = validate_for_agent(*config); !s) {
+        std::cerr << s.error() << "\n";
+        return 2;
+    }
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    Agent agent(log);
+    std::string socket = socket_override.empty() ? config->agent.socket : socket_override;
+    if (auto s = agent.start(std::move(*config)); !s) {
+        log(s.error());
+        return 1;
+    }
+    auto reload = [&]() -> Status {
+        auto next = load_config(path);
+        if (!next)
+            return Error{next.error()};
+        return agent.apply_config(std::move(*next), "reload");
+    };
+    EventLoop loop;
+    AgentApi handler(agent, reload);
+    ApiServer api(loop, handler);
+    if (auto s = api.listen(socket, ""); !s) {
+        log(s.error());
+        return 1;
+    }
+    bool running = true;
+    loop.add(sfd, EPOLLIN, [&](uint32_t) {
+        signalfd_siginfo si;
+        while (read(sfd, &si, sizeof si) == sizeof si) {
+            if (si.ssi_signo == SIGHUP) {
+                auto s = reload();
+                log(s ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + s.error());
+            } else {
+                log(std::string("signal ") + strsignal(int(si.ssi_signo)) + ": stopping");
+                running = false;
+            }
+        }
+    });
+    loop.add(agent.health().fd(), EPOLLIN, [&](uint32_t) { agent.health().run(); });
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    itimerspec tick{{0, 500'000'000}, {0, 500'000'000}};
+    timerfd_settime(tfd, 0, &tick, nullptr);
+    loop.add(tfd, EPOLLIN, [&](uint32_t) {
+        uint64_t n;
+        [[maybe_unused]] ssize_t r = read(tfd, &n, sizeof n);
+        agent.refresh_neighbors();
+    });
+    log("control socket " + socket);
+    while (running) {
+        int timeout = agent.health().next_timeout_ms();
+        loop.run_once(timeout < 0 ? 1000 : std::min(timeout, 1000));
+        agent.health().run();
+    }
+    agent.stop();
+    ::close(tfd);
+    ::close(sfd);
+    return 0;
+}
+
+}  // namespace understudy
+
+int main(int argc, char **argv)
+{
+    CLI::App app{"understudy-agent: the backend side of understudy (XDP re-check, forward, decapsulate)"};
+    std::string config, socket;
+    app.add_option("--config,-c", config, "config file (the cluster's, with an [agent] section)")->required();
+    app.add_option("--socket", socket, "control socket, instead of [agent] socket (several agents on one host)");
+    app.set_version_flag("--version", "understudy-agent 0.1.0");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError &e) {
+        return app.exit(e) == 0 ? 0 : 2;
+    }
+    return understudy::run(config, socket);
+}
