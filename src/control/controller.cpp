@@ -247,6 +247,8 @@ Status Controller::apply_config(Config next, const std::string &cause, uint64_t 
     pools_ = std::move(pools);
     health_.set_targets(probe_targets(config_));
     auto st = publish(cause, cause_ns, vips_changed);
+    if (st && on_config_applied)
+        on_config_applied(config_);
     if (st)
         log_(cause + ": applied, " + std::to_string(last_update_.buckets_changed) + " buckets changed, generation " +
              std::to_string(generation_));
@@ -370,6 +372,8 @@ Json Controller::stats_json() const
     j["conn_table_entries"] = dataplane_.conn_occupancy();
     j["generation"] = generation_;
     j["time_s"] = double(monotonic_ns()) / 1e9;
+    if (extend_stats)
+        extend_stats(j);
     return j;
 }
 

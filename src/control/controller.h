@@ -39,6 +39,11 @@ class Controller {
   public:
     Controller(dp::Dataplane &dataplane, Logger log);
 
+    // Called after every config change is applied (the AF_XDP steering map follows the VIPs).
+    std::function<void(const Config &)> on_config_applied;
+    // Extra fields for stats_json() (steering counters).
+    std::function<void(Json &)> extend_stats;
+
     // First tables and snapshot; health targets; does not start the workers.
     Status start(Config config);
 

@@ -19,6 +19,7 @@
 #include "event_loop.h"
 #include "metrics.h"
 #include "report.h"
+#include "steering.h"
 
 namespace understudy {
 
@@ -125,6 +126,19 @@ int run_daemon(const DaemonOptions &o)
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
 
+    // The steering program's maps exist, with the VIPs in, before net_af_xdp loads the program.
+    Steering steering;
+    if (Steering::wanted(initial)) {
+        if (auto st = steering.open(); !st) {
+            log(st.error());
+            return 1;
+        }
+        if (auto st = steering.sync(initial); !st) {
+            log(st.error());
+            return 1;
+        }
+    }
+
     dp::Dataplane dataplane;
     if (auto st = dataplane.init(dataplane_options(initial, o.eal_args)); !st) {
         log(st.error());
@@ -137,6 +151,14 @@ int run_daemon(const DaemonOptions &o)
     }
 
     Controller controller(dataplane, log);
+    controller.on_config_applied = [&](const Config &c) {
+        if (auto st = steering.sync(c); !st)
+            log(st.error());
+    };
+    controller.extend_stats = [&](Json &j) {
+        if (Steering::wanted(controller.config()))
+            j["steering"] = steering.counters_json();
+    };
     if (auto st = controller.start(initial); !st) {
         log(st.error());
         return 1;

@@ -1,0 +1,63 @@
+// See steering.h.
+#include "steering.h"
+
+namespace understudy {
+
+bool Steering::wanted(const Config &config)
+{
+    for (const PortConfig &p : config.dataplane.ports)
+        if (p.devargs.rfind("net_af_xdp", 0) == 0 && p.devargs.find("xdp_prog=") != std::string::npos)
+            return true;
+    return false;
+}
+
+Status Steering::open()
+{
+    auto maps = bpf::SteerMaps::open_or_create();
+    if (!maps)
+        return Error{"AF_XDP steering: " + maps.error()};
+    maps_ = std::move(*maps);
+    return Ok{};
+}
+
+Status Steering::sync(const Config &config)
+{
+    if (!maps_)
+        return Ok{};
+    std::set<std::vector<uint8_t>> keys;
+    for (const Vip &v : config.vips) {
+        for (uint16_t port : {v.port, uint16_t(0)}) {  // port 0: the entry fragments use
+            us_vip_key k = bpf::vip_key(v.address.bytes.data(), port, uint8_t(v.protocol));
+            keys.insert(std::vector<uint8_t>(reinterpret_cast<uint8_t *>(&k), reinterpret_cast<uint8_t *>(&k) + sizeof k));
+        }
+    }
+    for (const auto &raw : keys) {
+        us_vip_key k;
+        std::memcpy(&k, raw.data(), sizeof k);
+        if (auto s = maps_->put_vip(k); !s)
+            return s;
+    }
+    for (const auto &raw : keys_) {
+        if (keys.count(raw))
+            continue;
+        us_vip_key k;
+        std::memcpy(&k, raw.data(), sizeof k);
+        if (auto s = maps_->delete_vip(k); !s)
+            return s;
+    }
+    keys_ = std::move(keys);
+    return Ok{};
+}
+
+nlohmann::ordered_json Steering::counters_json() const
+{
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    if (!maps_)
+        return j;
+    if (auto c = maps_->counters())
+        for (int i = 0; i < US_SCTR_MAX; i++)
+            j[bpf::kSteerCounterNames[i]] = (*c)[size_t(i)];
+    return j;
+}
+
+}  // namespace understudy
