@@ -1,6 +1,13 @@
 // See steering.h.
 #include "steering.h"
 
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/vfs.h>
+
+#include <cerrno>
+#include <cstring>
+
 namespace understudy {
 
 bool Steering::wanted(const Config &config)
@@ -11,8 +18,22 @@ bool Steering::wanted(const Config &config)
     return false;
 }
 
+// The steering maps are pinned by name under /sys/fs/bpf, where DPDK's libbpf looks for them; mount a bpf
+// filesystem there when the host (or a network namespace's fresh /sys) has none, as bpftool does.
+static Status ensure_bpffs()
+{
+    struct statfs st{};
+    if (statfs("/sys/fs/bpf", &st) == 0 && st.f_type == BPF_FS_MAGIC)
+        return Ok{};
+    if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") != 0)
+        return Error{std::string("AF_XDP steering: cannot mount a bpf filesystem on /sys/fs/bpf: ") + std::strerror(errno)};
+    return Ok{};
+}
+
 Status Steering::open()
 {
+    if (auto st = ensure_bpffs(); !st)
+        return st;
     auto maps = bpf::SteerMaps::open_or_create();
     if (!maps)
         return Error{"AF_XDP steering: " + maps.error()};
