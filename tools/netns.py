@@ -15,6 +15,10 @@ Layout (PREFIX defaults to "us"):
                 tap (understudy0) and puts 10.0.0.2 on it (exception_addresses in its config)
     PREFIX-bN   backend N at 10.0.0.(10+N), VIPs on its loopback, answering ARP only for its own address,
                 replying to clients directly through the router
+    PREFIX-e    (edge=True) a host on the servers' segment at 10.0.0.250, to put frames on the wire that the
+                router would never forward (malformed Ethernet and IP headers)
+Services: an HTTP server and a line echo server in a backend, both naming the backend in what they send
+back, and UDP sinks that count datagrams.
 """
 import argparse
 import os
@@ -50,12 +54,13 @@ class Namespace:
 
 
 class Topology:
-    def __init__(self, prefix="us", backends=4, balancers=1, clients=1, vips=("192.0.2.10",)):
+    def __init__(self, prefix="us", backends=4, balancers=1, clients=1, vips=("192.0.2.10",), edge=False):
         self.prefix = prefix
         self.n_backends = backends
         self.n_balancers = balancers
         self.n_clients = clients
         self.vips = list(vips)
+        self.with_edge = edge
         self.procs = []
 
     # names and addresses
@@ -74,6 +79,9 @@ class Topology:
     def backend(self, i):
         return Namespace(f"{self.prefix}-b{i}")
 
+    def edge(self):
+        return Namespace(f"{self.prefix}-e")
+
     ROUTER_CLIENT_SIDE = "10.1.0.1"
     ROUTER_SERVER_SIDE = "10.0.0.1"
 
@@ -89,11 +97,15 @@ class Topology:
     def backend_addr(i):
         return f"10.0.0.{10 + i}"
 
+    EDGE_ADDR = "10.0.0.250"
+
     def all_namespaces(self):
         names = [self.sw(), self.router()]
         names += [self.client(i) for i in range(1, self.n_clients + 1)]
         names += [self.balancer(i) for i in range(1, self.n_balancers + 1)]
         names += [self.backend(i) for i in range(1, self.n_backends + 1)]
+        if self.with_edge:
+            names.append(self.edge())
         return names
 
     # building
@@ -107,6 +119,8 @@ class Topology:
         ns.run("ip", "link", "set", ifname, "up")
         ns.run("ip", "link", "set", "lo", "up")
         self.sw().run("ip", "link", "set", outer, "master", bridge, "up")
+        # XDP_TX on a veth (an agent forwarding a packet) needs NAPI on the peer: GRO turns it on.
+        self.sw().run("ethtool", "-K", outer, "gro", "on", check=False)
         # Checksums must be complete on the wire: the balancer forwards frames as they are.
         ns.run("ethtool", "-K", ifname, "tx", "off", check=False)
 
@@ -115,6 +129,9 @@ class Topology:
         for ns in self.all_namespaces():
             sh("ip", "netns", "add", ns.name)
         sw = self.sw()
+        # A plain L2 switch: where br_netfilter is loaded it would otherwise check (and drop) bridged IP headers.
+        sw.run("sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0",
+               "net.bridge.bridge-nf-call-arptables=0", check=False)
         for br in ("br0", "br1"):
             sw.run("ip", "link", "add", br, "type", "bridge")
             sw.run("ip", "link", "set", br, "up")
@@ -141,6 +158,10 @@ class Topology:
                 b.run("ip", "addr", "add", f"{vip}/32", "dev", "lo")
             # The VIP lives on lo: answer ARP only for addresses of the receiving interface.
             b.run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
+        if self.with_edge:
+            e = self.edge()
+            self._attach(e, "e")
+            e.run("ip", "addr", "add", f"{self.EDGE_ADDR}/24", "dev", "eth0")
         return self
 
     def route_vips(self, balancers):
@@ -180,7 +201,7 @@ class Topology:
         # Veth ends left in this namespace by a run that was killed half-way through up().
         for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
             name = line.split(":")[1].strip().split("@")[0]
-            if name.startswith(self.prefix) and name[len(self.prefix):len(self.prefix) + 1] in "clb":
+            if name.startswith(self.prefix) and name[len(self.prefix):len(self.prefix) + 1] in "clbe":
                 sh("ip", "link", "del", name, check=False)
 
     def __enter__(self):
@@ -218,28 +239,82 @@ class Topology:
         for i in range(1, self.n_backends + 1):
             self.start_http_server(i, port)
 
+    # One thread, many connections: every line received is sent back as "bI LINE".
+    ECHO_SERVER = (
+        "import selectors,socket,sys\n"
+        "name=sys.argv[1].encode()\n"
+        "sel=selectors.DefaultSelector()\n"
+        "ls=socket.socket(); ls.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+        "ls.bind(('0.0.0.0',int(sys.argv[2]))); ls.listen(1024); ls.setblocking(False)\n"
+        "sel.register(ls,selectors.EVENT_READ,None)\n"
+        "bufs={}\n"
+        "def close(c):\n"
+        "    sel.unregister(c); bufs.pop(c,None); c.close()\n"
+        "while True:\n"
+        "    for key,_ in sel.select():\n"
+        "        s=key.fileobj\n"
+        "        if s is ls:\n"
+        "            try:\n"
+        "                c,_=ls.accept()\n"
+        "            except OSError:\n"
+        "                continue\n"
+        "            c.setblocking(False); c.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)\n"
+        "            bufs[c]=b''; sel.register(c,selectors.EVENT_READ,None); continue\n"
+        "        try:\n"
+        "            d=s.recv(65536)\n"
+        "        except OSError:\n"
+        "            close(s); continue\n"
+        "        if not d:\n"
+        "            close(s); continue\n"
+        "        b=bufs[s]+d; *lines,bufs[s]=b.split(b'\\n')\n"
+        "        try:\n"
+        "            s.sendall(b''.join(name+b' '+l+b'\\n' for l in lines))\n"
+        "        except OSError:\n"
+        "            close(s)\n")
+
+    def start_echo_server(self, i, port=7000):
+        """A line echo server in backend i: each line comes back as "bI LINE" (long-lived connections)."""
+        p = self.backend(i).popen("/usr/bin/python3", "-c", self.ECHO_SERVER, f"b{i}", str(port),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        wait_for(lambda: f":{port} " in self.backend(i).run("ss", "-ltn").stdout, 10, f"echo server in backend {i}")
+        return p
+
+    def start_echo_servers(self, port=7000):
+        for i in range(1, self.n_backends + 1):
+            self.start_echo_server(i, port)
+
+    UDP_COUNTER = (
+        "import os,socket,sys,time\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,4<<20); s.bind(('0.0.0.0',int(sys.argv[1])))\n"
+        "s.settimeout(0.05); n=0; saved=-1; t=0\n"
+        "while True:\n"
+        "    try:\n"
+        "        s.recv(2048); n+=1\n"
+        "    except socket.timeout:\n"
+        "        pass\n"
+        "    if n!=saved and time.monotonic()-t>0.05:\n"
+        "        open(sys.argv[2]+'.tmp','w').write(str(n)); os.replace(sys.argv[2]+'.tmp',sys.argv[2])\n"
+        "        saved=n; t=time.monotonic()\n")
+
+    def start_udp_counter(self, i, port, workdir, wait=True):
+        """A UDP sink in backend i that keeps the number of datagrams it got in WORKDIR/udp-bI. A datagram
+        counts once the kernel has it whole (fragments reassembled)."""
+        path = os.path.join(workdir, f"udp-b{i}")
+        with open(path, "w") as f:
+            f.write("0")
+        p = self.backend(i).popen("/usr/bin/python3", "-c", self.UDP_COUNTER, str(port), path,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        if wait:
+            wait_for(lambda: f":{port} " in self.backend(i).run("ss", "-lun").stdout, 10, f"UDP sink in backend {i}")
+        return p
+
     def start_udp_counters(self, port, workdir):
         """A UDP sink in every backend that keeps the number of datagrams it got in WORKDIR/udp-bN."""
-        script = (
-            "import os,socket,sys,time\n"
-            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-            "s.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,4<<20); s.bind(('0.0.0.0',int(sys.argv[1])))\n"
-            "s.settimeout(0.05); n=0; saved=-1; t=0\n"
-            "while True:\n"
-            "    try:\n"
-            "        s.recv(2048); n+=1\n"
-            "    except socket.timeout:\n"
-            "        pass\n"
-            "    if n!=saved and time.monotonic()-t>0.05:\n"
-            "        open(sys.argv[2]+'.tmp','w').write(str(n)); os.replace(sys.argv[2]+'.tmp',sys.argv[2])\n"
-            "        saved=n; t=time.monotonic()\n")
         for i in range(1, self.n_backends + 1):
-            path = os.path.join(workdir, f"udp-b{i}")
-            with open(path, "w") as f:
-                f.write("0")
-            p = self.backend(i).popen("/usr/bin/python3", "-c", script, str(port), path,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.procs.append(p)
+            self.start_udp_counter(i, port, workdir, wait=False)
         for i in range(1, self.n_backends + 1):
             wait_for(lambda i=i: f":{port} " in self.backend(i).run("ss", "-lun").stdout, 10, f"UDP sink in backend {i}")
 
@@ -252,6 +327,21 @@ class Topology:
                         os.kill(int(pid), signal.SIGKILL)
             except (FileNotFoundError, ProcessLookupError):
                 pass
+
+    def stop_all_servers(self, i):
+        """Kills every process in backend i (as when the machine's services die; its kernel stays up) and waits
+        until they are gone. Returns the time.monotonic() at which the signals were sent."""
+        for pid in sh("ip", "netns", "pids", self.backend(i).name, check=False).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        killed_at = time.monotonic()
+        for p in self.procs:
+            p.poll()  # reap what this process started there
+        wait_for(lambda: not sh("ip", "netns", "pids", self.backend(i).name, check=False).stdout.split(), 5,
+                 f"every process in backend {i} to exit")
+        return killed_at
 
     def start_balancer(self, i, binary, config, log_path):
         with open(log_path, "w") as log:
@@ -288,8 +378,9 @@ def main():
     ap.add_argument("--prefix", default="us")
     ap.add_argument("--backends", type=int, default=4)
     ap.add_argument("--balancers", type=int, default=1)
+    ap.add_argument("--edge", action="store_true", help="add the edge host on the servers' segment")
     args = ap.parse_args()
-    t = Topology(args.prefix, args.backends, args.balancers)
+    t = Topology(args.prefix, args.backends, args.balancers, edge=args.edge)
     if args.action == "up":
         t.up()
         print("namespaces:", " ".join(ns.name for ns in t.all_namespaces()))

@@ -1,0 +1,208 @@
+#!/usr/bin/python3
+"""understudy-agent on real backends, with real traffic through a real balancer using gue:
+- every session is served by the server the contract names, decapsulated by the agents' XDP program;
+- divergent views: the balancer cannot reach one backend's health port (blocked in its namespace only) while
+  the agents can; the balancer sends that backend's sessions to their stand-in, whose XDP program forwards them
+  on to the backend, which serves them: the two-hop check of the contract;
+- with a hop budget of 0 the stand-in serves them itself (the budget stops any loop);
+- the agent's control socket answers understudyctl, and the agent detaches its program on exit."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+BINARY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/control/understudy"
+AGENT = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/agent/understudy-agent"
+CTL = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cli/understudyctl"
+ROOT = os.environ.get("UNDERSTUDY_SOURCE_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import netns  # noqa: E402
+
+VIP = "192.0.2.10"
+CONFIG = """
+[cluster]
+secret = "77a1c3e5f7092b4d6f8193a5c7e9fb1d"
+[health]
+kind = "http"
+port = 8080
+interval_ms = 150
+timeout_ms = 100
+rise = 2
+fall = 2
+[[pool]]
+name = "web"
+table_bits = 12
+  [[pool.backend]]
+  id = 1
+  address = "10.0.0.11"
+  [[pool.backend]]
+  id = 2
+  address = "10.0.0.12"
+  [[pool.backend]]
+  id = 3
+  address = "10.0.0.13"
+[[vip]]
+address = "192.0.2.10"
+port = 8080
+protocol = "tcp"
+pool = "web"
+method = "gue"
+conn_table = false
+[dataplane]
+eal_args = ["--in-memory", "--no-pci", "-l", "0,1", "--log-level=lib.*:warning", "--file-prefix=us-agent-test"]
+workers = [1]
+source_v4 = "10.0.0.2"
+exception_addresses = ["10.0.0.2/24"]
+hop_budget = {hops}
+  [[dataplane.port]]
+  name = "p0"
+  devargs = "net_af_packet0,iface=eth0"
+[control]
+socket = "{dir}/understudy.sock"
+metrics = ""
+[agent]
+interface = "eth0"
+"""
+
+
+class AgentTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise SystemExit("FAIL: needs root")
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.topo = netns.Topology(prefix="usa", backends=3).up()
+        cls.write(hops=2)
+        cls.topo.start_http_servers(8080)
+        cls.agents = {}
+        for i in (1, 2, 3):
+            cls.start_agent(i)
+        cls.log = os.path.join(cls.dir.name, "understudy.log")
+        cls.daemon = cls.topo.start_balancer(1, BINARY, cls.config, cls.log)
+        c = cls.topo.client(1)
+        netns.wait_for(lambda: c.run("curl", "-s", "-m", "1", f"http://{VIP}:8080/", check=False).returncode == 0,
+                       20, "a first request through the balancer and an agent", cls.log)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.topo.down()
+        cls.dir.cleanup()
+
+    @classmethod
+    def write(cls, hops):
+        cls.config = os.path.join(cls.dir.name, "understudy.toml")
+        with open(cls.config, "w") as f:
+            f.write(CONFIG.format(dir=cls.dir.name, hops=hops))
+
+    @classmethod
+    def start_agent(cls, i):
+        log = os.path.join(cls.dir.name, f"agent{i}.log")
+        with open(log, "w") as out:
+            p = cls.topo.backend(i).popen(AGENT, "--config", cls.config, "--socket", cls.agent_socket(i),
+                                          stdout=out, stderr=subprocess.STDOUT)
+        cls.topo.procs.append(p)
+        cls.agents[i] = p
+        netns.wait_for(lambda: p.poll() is not None or os.path.exists(cls.agent_socket(i)), 20, f"agent {i}", log)
+        assert p.poll() is None, open(log).read()
+
+    @classmethod
+    def agent_socket(cls, i):
+        return os.path.join(cls.dir.name, f"agent{i}.sock")
+
+    def ctl(self, socket, *args):
+        r = subprocess.run([CTL, "--socket", socket, *args], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout
+
+    def agent_counters(self, i):
+        return json.loads(self.ctl(self.agent_socket(i), "stats", "--json"))["counters"]
+
+    def sessions(self, ports):
+        c = self.topo.client(1)
+        got = {}
+        for port in ports:
+            r = c.run("curl", "-s", "-m", "3", "--local-port", str(port), f"http://{VIP}:8080/", check=False)
+            got[port] = r.stdout.split()[0] if r.returncode == 0 else f"failed ({r.returncode})"
+        return got
+
+    def expected(self, ports, down=None):
+        lines = "".join(f"{self.topo.client_addr(1)} {p} {VIP} 8080 tcp\n" for p in ports)
+        args = ["/usr/bin/python3", os.path.join(ROOT, "tools", "ordering_ref.py"), "lookup", "--config", self.config]
+        if down:
+            args += ["--down", down]
+        out = subprocess.run(args, input=lines, capture_output=True, text=True, timeout=60).stdout
+        return {p: json.loads(l) for p, l in zip(ports, out.splitlines())}
+
+    def test_1_sessions_served_where_the_contract_says(self):
+        ports = list(range(35000, 35060))
+        want = self.expected(ports)
+        before = {i: self.agent_counters(i)["gue_served"] for i in (1, 2, 3)}
+        got = self.sessions(ports)
+        for p in ports:
+            self.assertEqual(got[p], f"b{want[p]['serving']}", f"client port {p}")
+        after = {i: self.agent_counters(i)["gue_served"] for i in (1, 2, 3)}
+        self.assertEqual(sum(after.values()) - sum(before.values()) >= 60 * 3, True,
+                         "every packet of every session decapsulated by an agent's XDP program")
+        status = self.ctl(self.agent_socket(2), "status")
+        self.assertIn("THIS HOST", status)
+
+    def test_2_divergent_views_two_hops(self):
+        # The balancer alone loses sight of backend 2's health port.
+        lb = self.topo.balancer(1)
+        lb.run("nft", "add table inet block")
+        lb.run("nft", "add chain inet block out { type filter hook output priority 0 ; }")
+        lb.run("nft", "add rule inet block out ip daddr 10.0.0.12 tcp dport 8080 drop")
+        try:
+            sock = os.path.join(self.dir.name, "understudy.sock")
+            netns.wait_for(lambda: '"id":2' in self.ctl(sock, "backend", "list", "--json").replace(" ", "") and
+                           not next(b for b in json.loads(self.ctl(sock, "backend", "list", "--json"))["backends"]
+                                    if b["id"] == 2)["operational"], 10, "the balancer to see backend 2 down", self.log)
+            ports = list(range(36000, 36100))
+            primary_2 = [p for p, w in self.expected(ports).items() if w["serving"] == 2]
+            self.assertGreater(len(primary_2), 10)
+            lb_view = self.expected(primary_2, down="2")
+            forwarded_before = sum(self.agent_counters(i)["gue_forwarded"] for i in (1, 3))
+            mismatch_before = sum(self.agent_counters(i)["digest_mismatch"] for i in (1, 2, 3))
+            got = self.sessions(primary_2)
+            for p in primary_2:
+                self.assertEqual(got[p], "b2", f"port {p}: sent to b{lb_view[p]['serving']}, forwarded on to b2, served")
+            forwarded = sum(self.agent_counters(i)["gue_forwarded"] for i in (1, 3)) - forwarded_before
+            self.assertGreaterEqual(forwarded, len(primary_2) * 3, "the stand-ins forwarded every packet")
+            self.assertEqual(sum(self.agent_counters(i)["digest_mismatch"] for i in (1, 2, 3)), mismatch_before,
+                             "health views differ, membership and weights do not")
+
+            # A hop budget of 0: the stand-in must serve what it gets (last resort), no forwarding.
+            self.write(hops=0)
+            self.daemon.send_signal(signal.SIGHUP)
+            netns.wait_for(lambda: "SIGHUP: configuration reloaded" in open(self.log).read(), 10, "reload", self.log)
+            ports = list(range(37000, 37100))  # fresh client ports: the others may linger in TIME_WAIT
+            primary_2 = [p for p, w in self.expected(ports).items() if w["serving"] == 2]
+            lb_view = self.expected(primary_2, down="2")
+            last_before = sum(self.agent_counters(i)["gue_last_resort"] for i in (1, 3))
+            got = self.sessions(primary_2)
+            for p in primary_2:
+                self.assertEqual(got[p], f"b{lb_view[p]['serving']}", f"port {p}: served by the stand-in")
+            # The SYN of each session is served as the last resort; the stand-in then holds the connection,
+            # so its later packets are served because of the local socket.
+            self.assertGreaterEqual(sum(self.agent_counters(i)["gue_last_resort"] for i in (1, 3)) - last_before,
+                                    len(primary_2))
+        finally:
+            lb.run("nft", "delete table inet block", check=False)
+            self.write(hops=2)
+            self.daemon.send_signal(signal.SIGHUP)
+
+    def test_3_agent_detaches_on_exit(self):
+        b3 = self.topo.backend(3)
+        self.assertIn("xdp", b3.run("ip", "link", "show", "eth0").stdout)
+        self.agents[3].send_signal(signal.SIGTERM)
+        self.assertEqual(self.agents[3].wait(timeout=10), 0)
+        self.assertNotIn("xdp", b3.run("ip", "link", "show", "eth0").stdout)
+        self.start_agent(3)
+        self.assertIn("xdp", b3.run("ip", "link", "show", "eth0").stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
