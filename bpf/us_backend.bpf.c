@@ -214,11 +214,23 @@ static __always_inline int tcp_existing(const struct us_parsed *in, const __u8 *
     return (tcp[13] & 0x02) == 0; /* SYN */
 }
 
-/* The backend in slot of pool, if the outer header can be rewritten towards it. */
-static __always_inline const struct us_bpf_backend *reachable(__u32 pool, const struct us_bpf_pool *p, __u32 slot,
+/* Whether this host has an address of the outer family to send from. */
+static __always_inline int has_own_address(const struct us_bpf_config *cfg, __u8 version)
+{
+    __u64 a, b;
+    if (version == 4)
+        return cfg->own_v4[0] | cfg->own_v4[1] | cfg->own_v4[2] | cfg->own_v4[3];
+    __builtin_memcpy(&a, cfg->own_v6, 8);
+    __builtin_memcpy(&b, cfg->own_v6 + 8, 8);
+    return (a | b) != 0;
+}
+
+/* The backend in slot of pool, if the outer header can be rewritten towards it from this host. */
+static __always_inline const struct us_bpf_backend *reachable(const struct us_bpf_config *cfg, __u32 pool,
+                                                              const struct us_bpf_pool *p, __u32 slot,
                                                               __u8 outer_version)
 {
-    if (slot >= p->n_backends || slot >= US_BPF_MAX_SLOTS)
+    if (slot >= p->n_backends || slot >= US_BPF_MAX_SLOTS || !has_own_address(cfg, outer_version))
         return 0;
     __u32 index = pool * US_BPF_MAX_SLOTS + slot;
     const struct us_bpf_backend *b = bpf_map_lookup_elem(&us_backends, &index);
@@ -390,12 +402,12 @@ static __always_inline int on_gue(struct xdp_md *ctx, const struct us_bpf_config
      * server, if that one is up */
     __u16 prev = e->previous;
     if (existing && prev != US_NO_SERVER && prev != me && prev != e->serving) {
-        const struct us_bpf_backend *b = reachable(pool_index, pool, prev, outer->ip_version);
+        const struct us_bpf_backend *b = reachable(cfg, pool_index, pool, prev, outer->ip_version);
         if (b && b->operational)
             return forward(ctx, cfg, outer, b, US_BCTR_second_chance);
     }
     /* (g) this host's view wins: the bucket's serving server */
-    const struct us_bpf_backend *b = reachable(pool_index, pool, e->serving, outer->ip_version);
+    const struct us_bpf_backend *b = reachable(cfg, pool_index, pool, e->serving, outer->ip_version);
     if (!b)
         return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_cannot_forward);
     return forward(ctx, cfg, outer, b, US_BCTR_gue_forwarded);

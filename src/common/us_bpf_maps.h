@@ -87,13 +87,13 @@ US_BPF_ASSERT(sizeof(struct us_bucket_entry) == 8, "us_bucket_entry layout");
  * (served: gue_served ... no_table; forwarded: gue_forwarded, second_chance; not handled: bad_gue,
  * bad_inner, no_vip), plus digest_mismatch when views differ. X(name, help) */
 #define US_BACKEND_COUNTERS(X)                                                                             \
-    X(passed, "not for this program (not GUE on gue_port, not IP-in-IP, a fragment...): kernel, untouched") \
+    X(passed, "not GUE on gue_port nor IP-in-IP (or a fragment, an ICMP error...): kernel, untouched")     \
     X(gue_served, "GUE: served here, this host is the bucket's serving server")                            \
     X(pinned_served, "GUE: served here, the sender pinned the flow to this host (PINNED)")                 \
     X(local_socket_served, "GUE: served here, this host holds the TCP connection")                         \
     X(gue_last_resort, "GUE: served here, the hop budget is spent")                                        \
     X(gue_no_server, "GUE: served here, nobody is operational for the bucket in this host's view")         \
-    X(cannot_forward, "GUE: served here, the chosen backend is of another address family or a free slot")  \
+    X(cannot_forward, "GUE: served here, no way to forward (other family, free slot, no own address)")     \
     X(no_table, "GUE: served here, the pool has no bucket table or a smaller one than the bucket")         \
     X(gue_forwarded, "GUE: forwarded to the bucket's serving server")                                      \
     X(second_chance, "GUE: TCP forwarded to the bucket's previous server, which may hold the connection")  \

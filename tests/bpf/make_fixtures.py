@@ -12,7 +12,7 @@ its checksums recomputed by scapy from scratch (the program updates them increme
     fixtures: name, desc, program ("backend" or "steer"), input (hex), tables ({pool: {bucket: [primary,
               serving, previous]}}; every other bucket of a pool's table holds UNSET), xsk (steer: whether an
               AF_XDP socket sits at RX queue 0), verdict, output (hex), counters ({name: delta}; every other
-              counter of the program must not move)
+              counter of the program must not move), config (fields of world.config this fixture changes)
 """
 import json
 import os
@@ -89,10 +89,11 @@ def mac_bytes(text):
 
 
 def hash_for(pool, bucket, salt):
-    """A session hash whose bucket in the pool is `bucket`; the other bits vary so a wrong mask shows."""
+    """A session hash whose bucket in the pool is `bucket`. The bit just above the bucket's is always set and
+    the higher ones vary, so that a mask one bit too wide picks a bucket past the table."""
     bits = POOLS[pool]["table_bits"]
     high = (0x9e3779b97f4a7c15 * (salt + 1)) & 0xffffffffffffffff
-    return (high & ~((1 << bits) - 1)) | bucket
+    return (high & ~((1 << bits) - 1)) | (1 << bits) | bucket
 
 
 def gue_header(inner, *, session_hash, digest, flags=0, primary=10, hop=2, magic=0x5553, version=1, hlen=6,
@@ -143,31 +144,16 @@ def l2(ethertype, vlans=()):
 
 
 def served(frame, inner, trailing=b""):
-    """The frame after decapsulation: the received L2 header (tags kept), EtherType of the inner packet."""
-    inner_type = 0x0800 if inner[0] >> 4 == 4 else 0x86dd
-    head = frame.copy()
-    head.remove_payload()
-    layer = head
-    while layer.payload and not isinstance(layer.payload, Raw) and layer.payload.name != "NoPayload":
+    """The frame after decapsulation: the received L2 header (VLAN tags kept) whose last EtherType now names
+    the inner packet's family, the inner packet, and whatever followed the outer packet in the frame."""
+    tags = 0
+    layer = frame[Ether].payload
+    while isinstance(layer, (Dot1Q, Dot1AD)):
+        tags += 1
         layer = layer.payload
-    hdr = frame.copy()
-    # rebuild the L2 part only: Ether and Dot1Q/Dot1AD layers
-    out = Ether(dst=frame[Ether].dst, src=frame[Ether].src, type=frame[Ether].type)
-    cur = frame[Ether].payload
-    last = out
-    while isinstance(cur, (Dot1Q, Dot1AD)):
-        tag = cur.__class__(vlan=cur.vlan, prio=cur.prio, id=cur.id, type=cur.type)
-        last = last / tag
-        cur = cur.payload
-    del head, layer, hdr
-    # set the innermost type field
-    layers = [out]
-    p = out.payload
-    while p and p.name != "NoPayload":
-        layers.append(p)
-        p = p.payload
-    layers[-1].type = inner_type
-    return bytes(out) + inner + trailing
+    l2_len = 14 + 4 * tags
+    inner_type = 0x0800 if inner[0] >> 4 == 4 else 0x86dd
+    return bytes(frame)[:l2_len - 2] + struct.pack("!H", inner_type) + inner + trailing
 
 
 def forwarded(frame, backend, hop):
@@ -194,15 +180,18 @@ def forwarded(frame, backend, hop):
 FIXTURES = []
 
 
-def fixture(name, desc, frame, verdict, output=None, counters=None, tables=None, program="backend", xsk=False):
+def fixture(name, desc, frame, verdict, output=None, counters=None, tables=None, program="backend", xsk=False,
+            config=None, **extra):
     data = bytes(frame) if not isinstance(frame, bytes) else frame
     FIXTURES.append({
+        **extra,
         "name": name,
         "desc": desc,
         "program": program,
         "input": data.hex(),
         "tables": {str(k): {str(b): e for b, e in v.items()} for k, v in (tables or {}).items()},
         "xsk": xsk,
+        "config": config or {},
         "verdict": verdict,
         "output": (data if output is None else output).hex(),
         "counters": counters or {},
@@ -213,7 +202,7 @@ def entry(primary, serving, previous=None):
     return [primary, serving, serving if previous is None else previous]
 
 
-def gue4(inner, pool=0, bucket=7, salt=0, vlans=(), udp_chksum=0, options=None, digest=None, trailing=b"",
+def gue4(inner, pool=0, bucket=135, salt=0, vlans=(), udp_chksum=0, options=None, digest=None, trailing=b"",
          udp_len=None, **g):
     h = hash_for(pool, bucket, salt)
     payload = gue_header(inner, session_hash=h, digest=DIGEST[pool] if digest is None else digest, **g) + inner
@@ -243,11 +232,12 @@ def backend_fixtures():
     del frag[IP].chksum
     fixture("pass_outer_fragment", "a fragment of a GUE packet: the kernel reassembles", frag, "XDP_PASS",
             counters={"passed": 1})
-    quoted = bytes(f[IP])[:28]
-    icmp = l2(0x0800) / IP(src="10.1.0.1", dst=LB_V4) / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(quoted)
-    # the quoted packet left this host for LB_V4: reversed, the flow is "to OWN_V4:6080"? no: to LB_V4's port
+    quoted = bytes(IP(src=OWN_V4, dst="10.1.0.10") / UDP(sport=0xc123, dport=GUE_PORT) / Raw(b"g" * 40))[:28]
+    icmp = l2(0x0800) / IP(src="10.1.0.1", dst=OWN_V4) / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(quoted)
     fixture("pass_outer_icmp_error", "an ICMP error about a GUE packet goes to the kernel", icmp, "XDP_PASS",
             counters={"passed": 1})
+    fixture("pass_gue_off", "gue_port 0 in the config: GUE is the kernel's", f, "XDP_PASS", counters={"passed": 1},
+            config={"gue_port": 0})
     fixture("pass_truncated", "a frame cut inside its IPv4 header", bytes(f)[:30], "XDP_PASS",
             counters={"passed": 1})
     fixture("pass_ipip_outer_fragment", "a fragment of an IP-in-IP packet",
@@ -282,7 +272,7 @@ def backend_fixtures():
     fixture("bad_inner_version", "GUE says IPv4, the inner packet is IPv6", data, "XDP_PASS",
             counters={"bad_inner": 1})
     in4 = tcp4()
-    data, _ = gue4(in4, udp_len=8 + 28 + len(in4) - 4, bucket=7)
+    data, _ = gue4(in4, udp_len=8 + 28 + len(in4) - 4, bucket=135)
     fixture("bad_inner_udp_length", "the UDP length ends the datagram inside the inner packet (the frame has the "
             "bytes: the inner packet is bounded by the UDP length, not the buffer)", data, "XDP_PASS",
             counters={"bad_inner": 1})
@@ -296,18 +286,18 @@ def backend_fixtures():
             counters={"no_vip": 1})
 
     # --- served here ---
-    others = {0: {7: entry(0, 0)}}  # the table would send it elsewhere
+    others = {0: {135: entry(0, 0)}}  # the table would send it elsewhere
     inner = tcp4(flags=SYN)
-    data, f = gue4(inner, flags=0x01 | 0x02, bucket=7)
+    data, f = gue4(inner, flags=0x01 | 0x02, bucket=135)
     fixture("pinned_served", "PINNED: served without looking at the table (which says slot 0)", data, "XDP_PASS",
             served(f, inner), {"pinned_served": 1}, others)
     inner = tcp4()
-    data, f = gue4(inner, bucket=7)
+    data, f = gue4(inner, bucket=135)
     fixture("served_v4_tcp", "the bucket's serving server is this host", data, "XDP_PASS", served(f, inner),
-            {"gue_served": 1}, {0: {7: entry(0, 1)}})
-    data, f = gue4(inner, bucket=7, salt=99)
+            {"gue_served": 1}, {0: {135: entry(0, 1)}})
+    data, f = gue4(inner, bucket=135, salt=99)
     fixture("served_mask", "only the low table_bits bits of the hash pick the bucket", data, "XDP_PASS",
-            served(f, inner), {"gue_served": 1}, {0: {7: entry(1, 1)}})
+            served(f, inner), {"gue_served": 1}, {0: {135: entry(1, 1)}})
     inner = bytes(IP(src=CLIENT4, dst=VIP4) / UDP(sport=5353, dport=53) / Raw(b"q" * 30))
     data, f = gue4(inner, bucket=200)
     fixture("served_v4_udp", "UDP VIP", data, "XDP_PASS", served(f, inner), {"gue_served": 1},
@@ -321,23 +311,23 @@ def backend_fixtures():
     fixture("served_v4_in_v6", "IPv4 VIP over an IPv6 outer header", data, "XDP_PASS", served(f, inner),
             {"gue_served": 1}, {0: {9: entry(1, 1)}})
     inner = tcp4()
-    data, f = gue4(inner, vlans=[(0x8100, 5)], bucket=7)
+    data, f = gue4(inner, vlans=[(0x8100, 5)], bucket=135)
     fixture("served_vlan", "one VLAN tag: kept, its type becomes the inner family's", data, "XDP_PASS",
-            served(f, inner), {"gue_served": 1}, {0: {7: entry(1, 1)}})
-    data, f = gue4(inner, vlans=[(0x88a8, 100), (0x8100, 5)], bucket=7)
+            served(f, inner), {"gue_served": 1}, {0: {135: entry(1, 1)}})
+    data, f = gue4(inner, vlans=[(0x88a8, 100), (0x8100, 5)], bucket=135)
     fixture("served_qinq", "two VLAN tags: kept", data, "XDP_PASS", served(f, inner), {"gue_served": 1},
-            {0: {7: entry(1, 1)}})
+            {0: {135: entry(1, 1)}})
     inner = tcp6()
     data, f = gue6(inner, bucket=1000, ext=IPv6ExtHdrDestOpt())
     fixture("served_outer_ext_header", "outer IPv6 with a destination options header", data, "XDP_PASS",
             served(f, inner), {"gue_served": 1}, {1: {1000: entry(0, 0)}})
     inner = tcp4()
-    data, f = gue4(inner, bucket=7, options=[IPOption_Router_Alert()])
+    data, f = gue4(inner, bucket=135, options=[IPOption_Router_Alert()])
     fixture("served_outer_options", "outer IPv4 with options", data, "XDP_PASS", served(f, inner),
-            {"gue_served": 1}, {0: {7: entry(1, 1)}})
-    data, f = gue4(inner, bucket=7, trailing=b"\xee" * 6)
+            {"gue_served": 1}, {0: {135: entry(1, 1)}})
+    data, f = gue4(inner, bucket=135, trailing=b"\xee" * 6)
     fixture("served_trailing", "bytes after the outer packet (Ethernet padding) stay behind the inner packet",
-            data, "XDP_PASS", served(f, inner, b"\xee" * 6), {"gue_served": 1}, {0: {7: entry(1, 1)}})
+            data, "XDP_PASS", served(f, inner, b"\xee" * 6), {"gue_served": 1}, {0: {135: entry(1, 1)}})
     inner = bytes(IP(src=CLIENT4, dst=VIP4, flags="MF", frag=0) / TCP(sport=40000, dport=80) / Raw(b"f" * 24))
     data, f = gue4(inner, bucket=11)
     fixture("served_fragment", "an inner fragment finds its VIP by port 0", data, "XDP_PASS", served(f, inner),
@@ -348,49 +338,60 @@ def backend_fixtures():
     fixture("served_icmp_error", "an ICMP error quoting a VIP flow (PMTU discovery)", data, "XDP_PASS",
             served(f, inner), {"gue_served": 1}, {0: {12: entry(1, 1)}})
     inner = tcp4()
-    data, f = gue4(inner, bucket=7, hop=0)
+    data, f = gue4(inner, bucket=135, hop=0)
     fixture("last_resort", "hop budget 0: served here although the table says slot 0", data, "XDP_PASS",
             served(f, inner), {"gue_last_resort": 1}, others)
-    data, f = gue4(inner, bucket=7)
+    data, f = gue4(inner, bucket=135)
     fixture("no_server", "nobody operational for the bucket in this host's view", data, "XDP_PASS",
-            served(f, inner), {"gue_no_server": 1}, {0: {7: entry(0, NO_SERVER, 0)}})
+            served(f, inner), {"gue_no_server": 1}, {0: {135: entry(0, NO_SERVER, 0)}})
     inner = tcp4(dst=VIP4_OTHER)
-    data, f = gue4(inner, pool=2, bucket=7)
+    data, f = gue4(inner, pool=2, bucket=135)
     fixture("no_server_not_member", "not a member (my_slot = none) and nobody operational: served, not forwarded",
-            data, "XDP_PASS", served(f, inner), {"gue_no_server": 1}, {2: {7: entry(0, NO_SERVER)}})
+            data, "XDP_PASS", served(f, inner), {"gue_no_server": 1}, {2: {135: entry(0, NO_SERVER)}})
     inner = tcp4()
-    data, f = gue4(inner, bucket=7)
+    data, f = gue4(inner, bucket=135)
     fixture("cannot_forward_family", "the serving server is IPv6, the outer header IPv4", data, "XDP_PASS",
-            served(f, inner), {"cannot_forward": 1}, {0: {7: entry(4, 4)}})
+            served(f, inner), {"cannot_forward": 1}, {0: {135: entry(4, 4)}})
     fixture("cannot_forward_free_slot", "the table names a free slot", data, "XDP_PASS", served(f, inner),
-            {"cannot_forward": 1}, {0: {7: entry(5, 5)}})
+            {"cannot_forward": 1}, {0: {135: entry(5, 5)}})
     fixture("cannot_forward_past_pool", "the table names a slot past n_backends", data, "XDP_PASS",
-            served(f, inner), {"cannot_forward": 1}, {0: {7: entry(9, 9)}})
+            served(f, inner), {"cannot_forward": 1}, {0: {135: entry(9, 9)}})
+    inner = tcp6()
+    data, f = gue6(inner, bucket=1000)
+    fixture("cannot_forward_no_own_address", "this host has no IPv6 address to send from", data, "XDP_PASS",
+            served(f, inner), {"cannot_forward": 1}, {1: {1000: entry(2, 2)}}, config={"own_v6": "::"})
     inner = tcp4(dst=VIP4_NOTABLE)
-    data, f = gue4(inner, pool=3, bucket=7)
+    data, f = gue4(inner, pool=3, bucket=135)
     fixture("no_table", "the pool's table is not there yet", data, "XDP_PASS", served(f, inner),
             {"no_table": 1})
     inner = tcp4()
-    data, f = gue4(inner, bucket=7, digest=0xdeadbeef)
+    data, f = gue4(inner, bucket=135, digest=0xdeadbeef)
     fixture("digest_mismatch_served", "the sender's view of the pool differs; this host's decides (serve)", data,
-            "XDP_PASS", served(f, inner), {"gue_served": 1, "digest_mismatch": 1}, {0: {7: entry(1, 1)}})
+            "XDP_PASS", served(f, inner), {"gue_served": 1, "digest_mismatch": 1}, {0: {135: entry(1, 1)}})
+
+    payload = b"understudy"
+    inner = bytes(IP(src="198.51.100.77", dst=VIP4) / UDP(sport=5353, dport=53) / Raw(payload))
+    data, f = gue4(inner, bucket=201)
+    fixture("live_served_udp", "served; the live test also sends it over veth to a socket on the VIP", data,
+            "XDP_PASS", served(f, inner), {"gue_served": 1}, {0: {201: entry(1, 1)}},
+            udp_vip=VIP4, udp_port=53, udp_payload=payload.decode())
 
     # --- forwarded ---
     b0, b2 = BY_SLOT[(0, 0)], BY_SLOT[(0, 2)]
     inner = tcp4()
-    data, f = gue4(inner, bucket=7, udp_chksum=0x1234)
+    data, f = gue4(inner, bucket=135, udp_chksum=0x1234)
     fixture("forward_v4", "forwarded to the serving server; the UDP checksum becomes 0", data, "XDP_TX",
-            forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {7: entry(0, 0)}})
-    data, f = gue4(inner, bucket=7, hop=5, options=[IPOption_Router_Alert()], vlans=[(0x8100, 5)])
+            forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {135: entry(0, 0)}})
+    data, f = gue4(inner, bucket=135, hop=5, options=[IPOption_Router_Alert()], vlans=[(0x8100, 5)])
     fixture("forward_v4_options_vlan", "outer IPv4 options and a VLAN tag: checksum over the options too",
-            data, "XDP_TX", forwarded(f, b0, 4), {"gue_forwarded": 1}, {0: {7: entry(0, 0)}})
-    data, f = gue4(inner, bucket=7, digest=0xdeadbeef)
+            data, "XDP_TX", forwarded(f, b0, 4), {"gue_forwarded": 1}, {0: {135: entry(0, 0)}})
+    data, f = gue4(inner, bucket=135, digest=0xdeadbeef)
     fixture("digest_mismatch_forward", "the sender's view differs; this host's decides (forward)", data,
-            "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1, "digest_mismatch": 1}, {0: {7: entry(0, 0)}})
+            "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1, "digest_mismatch": 1}, {0: {135: entry(0, 0)}})
     inner = tcp4(dst=VIP4_OTHER)
-    data, f = gue4(inner, pool=2, bucket=7)
+    data, f = gue4(inner, pool=2, bucket=135)
     fixture("forward_not_member", "this host is not in the pool: forwarded to the serving server", data, "XDP_TX",
-            forwarded(f, BY_SLOT[(2, 0)], 1), {"gue_forwarded": 1}, {2: {7: entry(0, 0)}})
+            forwarded(f, BY_SLOT[(2, 0)], 1), {"gue_forwarded": 1}, {2: {135: entry(0, 0)}})
     inner = tcp6()
     data, f = gue6(inner, bucket=1000)
     fixture("forward_v6", "IPv6 outer: UDP checksum recomputed", data, "XDP_TX", forwarded(f, BY_SLOT[(1, 2)], 1),
