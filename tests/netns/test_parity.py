@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+"""Parity of the three implementations of the contract over 100,000 random sessions and two health states:
+the DPDK data plane (`understudy replay`), `understudyctl lookup --batch`, and the agents' XDP program.
+Every GUE packet replay writes is sent to every backend's agent: exactly the agent of the server the lookup
+names must serve it, and every other agent must forward it (to that same server)."""
+import json
+import os
+import random
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BINARY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/control/understudy"
+AGENT = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/agent/understudy-agent"
+CTL = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cli/understudyctl"
+ROOT = os.environ.get("UNDERSTUDY_SOURCE_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import netns  # noqa: E402
+
+SESSIONS = 100_000
+BACKENDS = 4
+VIP = "192.0.2.10"
+CONFIG = """
+[cluster]
+secret = "3c5e7091b2d4f6a8ca1e3f5b7d9f1a2c"
+[health]
+kind = "none"
+[[pool]]
+name = "web"
+table_bits = 16
+{backends}
+[[vip]]
+address = "192.0.2.10"
+port = 80
+protocol = "tcp"
+pool = "web"
+method = "gue"
+conn_table = false
+[dataplane]
+source_v4 = "10.0.0.2"
+[agent]
+interface = "eth0"
+"""
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+
+def syn_frame(src, sport):
+    tcp = struct.pack("!HHIIBBHHH", sport, 80, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0, socket.inet_aton(src), socket.inet_aton(VIP))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    return b"\x02\x00\x00\x00\x00\x01" + b"\x02\x00\x00\x00\x00\x02" + b"\x08\x00" + ip + tcp
+
+
+def write_pcap(path, frames):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        for fr in frames:
+            f.write(struct.pack("<IIII", 0, 0, len(fr), len(fr)) + fr)
+
+
+def read_pcap(path):
+    frames = []
+    with open(path, "rb") as f:
+        f.read(24)
+        while hdr := f.read(16):
+            n = struct.unpack("<IIII", hdr)[2]
+            frames.append(f.read(n))
+    return frames
+
+
+class ParityTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise SystemExit("FAIL: needs root")
+        cls.dir = tempfile.TemporaryDirectory()
+        rng = random.Random(2026)
+        cls.flows = [(f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                      rng.randrange(1024, 65536)) for _ in range(SESSIONS)]
+        cls.pcap = os.path.join(cls.dir.name, "in.pcap")
+        write_pcap(cls.pcap, [syn_frame(a, p) for a, p in cls.flows])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def run_state(self, disabled):
+        d = self.dir.name
+        backends = "".join(f'  [[pool.backend]]\n  id = {i}\n  address = "10.0.0.{10 + i}"\n'
+                           + (f'  weight = {50 * i}\n') + ('  state = "disabled"\n' if i in disabled else "")
+                           for i in range(1, BACKENDS + 1))
+        config = os.path.join(d, "parity.toml")
+        with open(config, "w") as f:
+            f.write(CONFIG.format(backends=backends))
+
+        # 1. lookup: the server each session goes to.
+        lines = "".join(f"{a} {p} {VIP} 80 tcp\n" for a, p in self.flows)
+        r = subprocess.run([CTL, "lookup", "--config", config, "--batch"], input=lines, capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr[:500])
+        want = [json.loads(l) for l in r.stdout.splitlines()]
+        self.assertEqual(len(want), SESSIONS)
+
+        # 2. replay: the data plane's decision, written on the wire.
+        out = os.path.join(d, "out.pcap")
+        r = subprocess.run([BINARY, "replay", "--config", config, "--in", self.pcap, "--out", out, "--json"],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        frames = read_pcap(out)
+        self.assertEqual(len(frames), SESSIONS)
+        per_backend = {i: 0 for i in range(1, BACKENDS + 1)}
+        for k, (fr, w) in enumerate(zip(frames, want)):
+            dst = socket.inet_ntoa(fr[30:34])
+            self.assertEqual(dst, f"10.0.0.{10 + w['serving']}", f"session {k}: replay and lookup differ")
+            gue = fr[42:]
+            self.assertEqual(struct.unpack("!I", gue[8:12])[0], w["primary"], f"session {k}: primary")
+            self.assertEqual(gue[12:20].hex(), w["session_hash"], f"session {k}: session hash")
+            per_backend[w["serving"]] += 1
+        for i in disabled:
+            self.assertEqual(per_backend[i], 0)
+
+        # 3. the agents' XDP programs: every backend gets every packet.
+        prefix = "usp"
+        names = [f"{prefix}-b{i}" for i in range(1, BACKENDS + 1)] + [f"{prefix}-inj"]
+        try:
+            for n in names:
+                subprocess.run(["ip", "netns", "del", n], capture_output=True)
+                subprocess.run(["ip", "netns", "add", n], check=True)
+            inj = netns.Namespace(f"{prefix}-inj")
+            agents = []
+            for i in range(1, BACKENDS + 1):
+                b = netns.Namespace(f"{prefix}-b{i}")
+                subprocess.run(["ip", "link", "add", f"{prefix}{i}i", "type", "veth", "peer", "name", f"{prefix}{i}o"],
+                               check=True)
+                subprocess.run(["ip", "link", "set", f"{prefix}{i}i", "netns", b.name], check=True)
+                subprocess.run(["ip", "link", "set", f"{prefix}{i}o", "netns", inj.name], check=True)
+                b.run("ip", "link", "set", f"{prefix}{i}i", "name", "eth0")
+                b.run("ip", "addr", "add", f"10.0.0.{10 + i}/24", "dev", "eth0")
+                b.run("ip", "link", "set", "eth0", "up")
+                inj.run("ip", "link", "set", f"{prefix}{i}o", "up")
+                inj.run("ethtool", "-K", f"{prefix}{i}o", "gro", "on", check=False)  # XDP_TX needs NAPI on the peer
+                sock = os.path.join(d, f"agent{i}.sock")
+                with open(os.path.join(d, f"agent{i}.log"), "w") as log:
+                    agents.append((b.popen(AGENT, "--config", config, "--socket", sock, stdout=log,
+                                           stderr=subprocess.STDOUT), sock))
+            for p, sock in agents:
+                netns.wait_for(lambda: p.poll() is not None or os.path.exists(sock), 20, "an agent")
+                self.assertIsNone(p.poll(), "an agent exited")
+            sender = ("import socket,struct,sys\n"
+                      "frames=[]\n"
+                      "f=open(sys.argv[1],'rb'); f.read(24)\n"
+                      "while True:\n"
+                      "    h=f.read(16)\n"
+                      "    if not h: break\n"
+                      "    frames.append(f.read(struct.unpack('<IIII',h)[2]))\n"
+                      "for ifname in sys.argv[2:]:\n"
+                      "    s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind((ifname,0))\n"
+                      "    for fr in frames: s.send(fr)\n")
+            inj.run("/usr/bin/python3", "-c", sender, out, *[f"{prefix}{i}o" for i in range(1, BACKENDS + 1)],
+                    timeout=600)
+            time.sleep(0.5)
+            for i, (p, sock) in enumerate(agents, start=1):
+                r = subprocess.run([CTL, "--socket", sock, "stats", "--json"], capture_output=True, text=True, timeout=30)
+                c = json.loads(r.stdout)["counters"]
+                served = c["gue_served"] + c["gue_no_server"] + c["gue_last_resort"]
+                self.assertEqual(served, per_backend[i], f"backend {i} serves exactly the sessions lookup gives it")
+                self.assertEqual(c["gue_forwarded"], SESSIONS - per_backend[i], f"backend {i} forwards all the others")
+                self.assertEqual(c["digest_mismatch"], 0, "same config everywhere: same digest")
+                p.terminate()
+                p.wait(timeout=10)
+        finally:
+            for n in names:
+                subprocess.run(["ip", "netns", "del", n], capture_output=True)
+        return per_backend
+
+    def test_all_up(self):
+        counts = self.run_state(disabled=set())
+        self.assertTrue(all(v > 0 for v in counts.values()))
+
+    def test_two_down(self):
+        self.run_state(disabled={2, 3})
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
