@@ -168,14 +168,17 @@ class Topology:
         """Routes every VIP from the router to these balancers, by ECMP when there are several."""
         r = self.router()
         for vip in self.vips:
-            r.run("ip", "route", "del", f"{vip}/32", check=False)
+            # One atomic replace: deleting first would leave a moment without a route, in which the router
+            # answers clients with ICMP net unreachable (a withdrawal of one path never does that).
             if len(balancers) == 1:
-                r.run("ip", "route", "add", f"{vip}/32", "via", self.balancer_addr(balancers[0]))
+                r.run("ip", "route", "replace", f"{vip}/32", "via", self.balancer_addr(balancers[0]))
             elif balancers:
                 hops = []
                 for i in balancers:
                     hops += ["nexthop", "via", self.balancer_addr(i)]
-                r.run("ip", "route", "add", f"{vip}/32", *hops)
+                r.run("ip", "route", "replace", f"{vip}/32", *hops)
+            else:
+                r.run("ip", "route", "del", f"{vip}/32", check=False)
 
     def down(self):
         for p in self.procs:
@@ -316,7 +319,8 @@ class Topology:
         for i in range(1, self.n_backends + 1):
             self.start_udp_counter(i, port, workdir, wait=False)
         for i in range(1, self.n_backends + 1):
-            wait_for(lambda i=i: f":{port} " in self.backend(i).run("ss", "-lun").stdout, 10, f"UDP sink in backend {i}")
+            wait_for(lambda i=i: f":{port} " in self.backend(i).run("ss", "-lun").stdout, 10,
+                     f"UDP sink in backend {i}")
 
     def stop_backend_servers(self, i, pattern):
         """Kills the processes in backend i whose command line contains pattern."""
