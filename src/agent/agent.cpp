@@ -329,10 +329,13 @@ Json Agent::backends_json(const std::string &filter) const
         if (!filter.empty() && pool.name != filter)
             continue;
         const PoolTable &t = *pools_[i]->table;
-        std::map<uint32_t, uint64_t> serving;
+        std::vector<uint64_t> per_slot(t.members().size() + 1);
         for (const us_bucket_entry &e : t.entries())
-            if (e.serving != US_NO_SERVER)
-                serving[t.members()[e.serving].id]++;
+            per_slot[e.serving == US_NO_SERVER ? per_slot.size() - 1 : e.serving]++;
+        std::map<uint32_t, uint64_t> serving;
+        for (size_t slot = 0; slot < t.members().size(); slot++)
+            if (t.members()[slot].present)
+                serving[t.members()[slot].id] = per_slot[slot];
         for (const Backend &b : pool.backends) {
             auto up = health_up_.find({pool.name, b.id});
             out.push_back({{"pool", pool.name}, {"id", b.id}, {"address", b.address.str()}, {"weight", b.weight},

@@ -122,6 +122,7 @@ Status Controller::publish(const std::string &cause, uint64_t cause_ns, bool vip
     if (!snapshot)
         return Error{snapshot.error()};
     dataplane_.publish(std::move(*snapshot));  // returns after the grace period: the old buffers are free
+    uint64_t live_ns = dataplane_.last_swap_ns();
     generation_++;
 
     for (const Pool &pool : config_.pools) {
@@ -130,7 +131,7 @@ Status Controller::publish(const std::string &cause, uint64_t cause_ns, bool vip
         rt.lag = std::move(rt.pending);
         rt.pending.clear();
     }
-    last_update_ = UpdateRecord{generation_, cause, cause_ns, monotonic_ns(), rte_rdtsc(), changed};
+    last_update_ = UpdateRecord{generation_, cause, cause_ns, live_ns, dataplane_.last_swap_tsc(), changed};
     return Ok{};
 }
 
@@ -325,10 +326,14 @@ Json Controller::backends_json(const std::string &filter) const
         if (!filter.empty() && pool.name != filter)
             continue;
         const PoolRuntime &rt = *pools_.at(pool.name);
-        std::map<uint32_t, uint64_t> serving;
+        // Counted per slot in one pass: this runs for every metrics scrape, over up to 2^24 buckets.
+        std::vector<uint64_t> per_slot(rt.table->members().size() + 1);
         for (const us_bucket_entry &e : rt.table->entries())
-            if (e.serving != US_NO_SERVER)
-                serving[rt.table->members()[e.serving].id]++;
+            per_slot[e.serving == US_NO_SERVER ? per_slot.size() - 1 : e.serving]++;
+        std::map<uint32_t, uint64_t> serving;
+        for (size_t slot = 0; slot < rt.table->members().size(); slot++)
+            if (rt.table->members()[slot].present)
+                serving[rt.table->members()[slot].id] = per_slot[slot];
         for (const Backend &b : pool.backends) {
             out.push_back({{"pool", pool.name}, {"id", b.id}, {"address", b.address.str()}, {"weight", b.weight},
                            {"state", to_string(b.state)}, {"health", backend_up(pool.name, b.id) ? "up" : "down"},

@@ -9,6 +9,7 @@
 #include <rte_mbuf.h>
 
 #include <cstring>
+#include <ctime>
 
 namespace understudy::dp {
 
@@ -175,6 +176,10 @@ rte_ether_addr Dataplane::port_mac(size_t port) const
 void Dataplane::publish(std::unique_ptr<Snapshot> s)
 {
     const Snapshot *old = snapshot_.exchange(s.release(), std::memory_order_acq_rel);
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    last_swap_ns_ = uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+    last_swap_tsc_ = rte_rdtsc();
     if (old) {
         // Every worker reports quiescence once per loop, so this waits for at most one burst each.
         if (running_)

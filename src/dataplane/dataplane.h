@@ -46,6 +46,10 @@ class Dataplane {
     // Publishes s and frees the one it replaces after every worker has passed a quiescent state.
     void publish(std::unique_ptr<Snapshot> s);
     const Snapshot *current() const { return snapshot_.load(std::memory_order_acquire); }
+    // When the last publish() swapped the pointer: the moment workers could see the new snapshot
+    // (CLOCK_MONOTONIC and TSC), before the grace period that publish() then waits for.
+    uint64_t last_swap_ns() const { return last_swap_ns_; }
+    uint64_t last_swap_tsc() const { return last_swap_tsc_; }
     Status start();       // launches the workers
     void wait();          // replay: returns when every worker has returned
     void stop();          // asks workers to return and waits for them
@@ -68,6 +72,7 @@ class Dataplane {
     std::atomic<const Snapshot *> snapshot_{nullptr};
     std::atomic<bool> stop_{false};
     bool eal_ = false, running_ = false, ports_started_ = false;
+    uint64_t last_swap_ns_ = 0, last_swap_tsc_ = 0;
 };
 
 }  // namespace understudy::dp

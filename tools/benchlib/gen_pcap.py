@@ -11,6 +11,7 @@ the 40-byte IP packet plus Ethernet padding). Checksums (IPv4 header, TCP/UDP wi
 """
 import argparse
 import ipaddress
+import os
 import struct
 import sys
 
@@ -99,7 +100,6 @@ def write(args):
                 out.write(b"".join(chunk))
                 chunk = []
         out.write(b"".join(chunk))
-    import os
     os.replace(args.out + ".tmp", args.out)
     return packets
 
