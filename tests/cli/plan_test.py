@@ -189,9 +189,10 @@ class PlanTest(unittest.TestCase):
         self.assertIn(f"{path}:", r.stderr)
 
     def test_usage_errors_exit_2(self):
-        r = run("plan", "--new", self.next)
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("live mode needs the daemon", r.stderr)
+        # Without --config, plan asks the daemon: with none running, exit 3 and say what to do.
+        r = run("--socket", "/nonexistent/understudy.sock", "plan", "--new", self.next)
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("is it running?", r.stderr)
         self.assertEqual(run("plan", "--config", self.current).returncode, 2)
         r = run("plan", "--config", self.current, "--new", self.next, "--down", "1,x")
         self.assertEqual(r.returncode, 2)
