@@ -47,23 +47,8 @@ class AgentApi : public ApiHandler {
                 return Error{s.error()};
             return Json{{"reloaded", true}};
         }
-        if (op == "lookup") {
-            Lookup lookup(agent_.config(), agent_.down_pairs());
-            if (!r.contains("vip") || !r.contains("src") || !r["vip"].is_string() || !r["src"].is_string())
-                return Error{"lookup needs \"vip\" (ADDR:PORT/PROTO) and \"src\" (ADDR:PORT) strings"};
-            auto vip = parse_vip_spec(r["vip"].get<std::string>());
-            if (!vip)
-                return Error{"field \"vip\": " + vip.error()};
-            auto src = Endpoint::parse(r["src"].get<std::string>());
-            if (!src)
-                return Error{"field \"src\": " + src.error()};
-            auto res = lookup.lookup(vip->first, vip->second, *src);
-            if (!res)
-                return Error{res.error()};
-            Json j = to_json(*res);
-            j["pool"] = res->pool->name;
-            return j;
-        }
+        if (op == "lookup")
+            return lookup_request(Lookup(agent_.config(), agent_.down_pairs()), r);
         return Error{"unknown op \"" + op + "\" for the agent; known: status, backend.list, health, stats, lookup, reload"};
     }
 

@@ -196,31 +196,7 @@ Result<nlohmann::ordered_json> BalancerApi::handle(const std::string &op, const 
     }
     if (op == "lookup") {
         check_fields(r, {"vip", "src", "lines"});
-        Lookup lookup(cur, controller_.down_pairs());
-        if (r.contains("lines")) {
-            if (!r["lines"].is_array())
-                throw std::invalid_argument("field \"lines\" must be an array of strings");
-            Json results = Json::array();
-            for (const auto &line : r["lines"]) {
-                if (!line.is_string())
-                    throw std::invalid_argument("field \"lines\" must be an array of strings");
-                auto res = lookup.lookup_line(line.get<std::string>());
-                results.push_back(res ? to_json(*res) : Json{{"error", res.error()}});
-            }
-            return Json{{"results", results}};
-        }
-        auto vip = parse_vip_spec(str_field(r, "vip"));
-        if (!vip)
-            return Error{"field \"vip\": " + vip.error()};
-        auto src = Endpoint::parse(str_field(r, "src"));
-        if (!src)
-            return Error{"field \"src\": " + src.error()};
-        auto res = lookup.lookup(vip->first, vip->second, *src);
-        if (!res)
-            return Error{res.error()};
-        Json j = to_json(*res);
-        j["pool"] = res->pool->name;
-        return j;
+        return lookup_request(Lookup(cur, controller_.down_pairs()), r);
     }
     if (op == "plan") {
         check_fields(r, {"config_text", "path"});

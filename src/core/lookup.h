@@ -49,6 +49,10 @@ class Lookup {
 nlohmann::ordered_json to_json(const LookupResult &result);
 std::string hex16(uint64_t value);
 
+// The control API's "lookup" operation, shared by the balancer and the agent: {"vip", "src"} for one flow
+// (reply: to_json() plus "pool"), or {"lines": [batch lines]} (reply: {"results": [...]}).
+Result<nlohmann::ordered_json> lookup_request(const Lookup &lookup, const nlohmann::json &request);
+
 // "ADDR:PORT/PROTO" with IPv6 as "[ADDR]:PORT/PROTO".
 Result<std::pair<Endpoint, Protocol>> parse_vip_spec(std::string_view text);
 Result<std::set<uint32_t>> parse_id_list(std::string_view text);
