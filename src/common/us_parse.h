@@ -77,10 +77,20 @@ US_INLINE uint16_t us_be16(const uint8_t *p) { return (uint16_t)((uint16_t)p[0] 
 
 US_INLINE void us_v4_mapped(uint8_t out[16], const uint8_t *v4)
 {
+#if !defined(__BPF__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Two 8-byte stores: the data plane reads the address back as 8-byte words at once, and a load
+     * that spans several small stores cannot be forwarded from them (a stall of ~15 cycles a packet). */
+    uint32_t a;
+    us_memcpy(&a, v4, 4);
+    uint64_t hi = 0, lo = 0xffff0000u | (uint64_t)a << 32;
+    us_memcpy(out, &hi, 8);
+    us_memcpy(out + 8, &lo, 8);
+#else
     us_memset(out, 0, 10);
     out[10] = 0xff;
     out[11] = 0xff;
     us_memcpy(out + 10 + 2, v4, 4);
+#endif
 }
 
 /* IP header at ip (bounds: end, buffer: buf_end). Fills addresses, proto, fragment, l3_len and the L4

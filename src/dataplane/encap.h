@@ -24,15 +24,24 @@ struct EncapInfo {
     uint8_t hop_budget;
 };
 
-constexpr uint8_t kOuterTtl = 64;
-
-// Keeps the IP packet only: drops L2, VLAN tags and Ethernet padding.
-inline bool strip_to_l3(rte_mbuf *m, const us_parsed &p)
+// Replaces what precedes the IP header (Ethernet, VLAN tags) by `outer` bytes for the new headers and cuts
+// Ethernet padding after the IP packet, in one move of the data offset (single-segment mbufs only).
+// Returns where the new headers start, or nullptr with the drop reason in err.
+inline uint8_t *reframe(rte_mbuf *m, const us_parsed &p, uint16_t outer, int &err)
 {
-    if (!rte_pktmbuf_adj(m, p.l3_offset))
-        return false;
-    uint32_t extra = rte_pktmbuf_pkt_len(m) - p.l3_len;
-    return extra == 0 || rte_pktmbuf_trim(m, uint16_t(extra)) == 0;
+    if (uint32_t(p.l3_offset) + p.l3_len > rte_pktmbuf_data_len(m)) {
+        err = US_DROP_bad_ip_length;
+        return nullptr;
+    }
+    uint32_t start = uint32_t(m->data_off) + p.l3_offset;
+    if (start < outer) {
+        err = US_DROP_too_big;
+        return nullptr;
+    }
+    m->data_off = uint16_t(start - outer);
+    m->data_len = uint16_t(outer + p.l3_len);
+    m->pkt_len = m->data_len;
+    return rte_pktmbuf_mtod(m, uint8_t *);
 }
 
 // DSCP and ECN of the inner packet: the outer header carries them too (the uniform tunnel model).
@@ -59,10 +68,14 @@ inline void write_ipv4(uint8_t *at, const Backend &b, const Source &src, uint8_t
     ip->fragment_offset = 0;
     ip->time_to_live = kOuterTtl;
     ip->next_proto_id = proto;
-    ip->hdr_checksum = 0;
     std::memcpy(&ip->src_addr, src.v4, 4);
     std::memcpy(&ip->dst_addr, b.addr + 12, 4);
-    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    // The backend's precomputed sum of the fixed fields plus the three that vary (RFC 1624 style).
+    uint32_t sum = uint32_t(b.ip4_sum) + rte_cpu_to_be_16(uint16_t(tos)) + rte_cpu_to_be_16(total) +
+                   rte_cpu_to_be_16(uint16_t(proto));
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    ip->hdr_checksum = uint16_t(~sum);
 }
 
 inline void write_ipv6(uint8_t *at, const Backend &b, const Source &src, uint8_t tos, uint8_t proto,
@@ -80,17 +93,15 @@ inline void write_ipv6(uint8_t *at, const Backend &b, const Source &src, uint8_t
 // Outer IPv4/IPv6 + UDP + GUE with understudy's private data. Returns 0 or a drop reason.
 inline int encap_gue(rte_mbuf *m, const us_parsed &p, const Backend &b, const Source &src, const EncapInfo &info)
 {
-    if (!strip_to_l3(m, p))
-        return US_DROP_bad_ip_length;
-    const uint8_t *inner = rte_pktmbuf_mtod(m, const uint8_t *);
-    uint8_t tos = inner_tos(inner);
-    uint16_t inner_len = uint16_t(rte_pktmbuf_pkt_len(m));
     bool v6 = b.ip_version == 6;
     uint16_t ip_len = v6 ? sizeof(rte_ipv6_hdr) : sizeof(rte_ipv4_hdr);
     uint16_t hdr = uint16_t(sizeof(rte_ether_hdr) + ip_len + sizeof(rte_udp_hdr) + US_GUE_HDR_LEN);
-    uint8_t *out = reinterpret_cast<uint8_t *>(rte_pktmbuf_prepend(m, hdr));
+    int err = 0;
+    uint8_t *out = reframe(m, p, hdr, err);
     if (!out)
-        return US_DROP_too_big;
+        return err;
+    uint8_t tos = inner_tos(out + hdr);
+    uint16_t inner_len = p.l3_len;
 
     uint16_t udp_len = uint16_t(sizeof(rte_udp_hdr) + US_GUE_HDR_LEN + inner_len);
     write_eth(out, b, src, v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
@@ -133,16 +144,14 @@ inline int encap_gue(rte_mbuf *m, const us_parsed &p, const Backend &b, const So
 // IPv4-in-IPv4 or IPv6-in-IPv6 (or across families if the backend's address differs).
 inline int encap_ipip(rte_mbuf *m, const us_parsed &p, const Backend &b, const Source &src, const EncapInfo &info)
 {
-    if (!strip_to_l3(m, p))
-        return US_DROP_bad_ip_length;
-    const uint8_t *inner = rte_pktmbuf_mtod(m, const uint8_t *);
-    uint8_t tos = inner_tos(inner);
-    uint16_t inner_len = uint16_t(rte_pktmbuf_pkt_len(m));
     bool v6 = b.ip_version == 6;
     uint16_t ip_len = v6 ? sizeof(rte_ipv6_hdr) : sizeof(rte_ipv4_hdr);
-    uint8_t *out = reinterpret_cast<uint8_t *>(rte_pktmbuf_prepend(m, uint16_t(sizeof(rte_ether_hdr) + ip_len)));
+    int err = 0;
+    uint8_t *out = reframe(m, p, uint16_t(sizeof(rte_ether_hdr) + ip_len), err);
     if (!out)
-        return US_DROP_too_big;
+        return err;
+    uint8_t tos = inner_tos(out + sizeof(rte_ether_hdr) + ip_len);
+    uint16_t inner_len = p.l3_len;
     uint8_t proto = p.ip_version == 6 ? US_IPPROTO_IPV6 : US_IPPROTO_IPIP;
     write_eth(out, b, src, v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
     if (v6)
@@ -155,11 +164,10 @@ inline int encap_ipip(rte_mbuf *m, const us_parsed &p, const Backend &b, const S
 // Direct server return on the same segment: only the Ethernet header changes.
 inline int encap_l2dsr(rte_mbuf *m, const us_parsed &p, const Backend &b, const Source &src, const EncapInfo &)
 {
-    if (!strip_to_l3(m, p))
-        return US_DROP_bad_ip_length;
-    uint8_t *out = reinterpret_cast<uint8_t *>(rte_pktmbuf_prepend(m, sizeof(rte_ether_hdr)));
+    int err = 0;
+    uint8_t *out = reframe(m, p, sizeof(rte_ether_hdr), err);
     if (!out)
-        return US_DROP_too_big;
+        return err;
     write_eth(out, b, src, p.ip_version == 6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
     return 0;
 }

@@ -2,19 +2,13 @@
 // bucket tables the workers read.
 #include "snapshot.h"
 
-#include <rte_jhash.h>
+#include <rte_ip.h>
 #include <rte_lcore.h>
 
 #include <cstring>
 #include <string>
 
 namespace understudy::dp {
-
-VipTable::~VipTable()
-{
-    if (hash)
-        rte_hash_free(hash);
-}
 
 uint16_t StatIndex::backend(const std::string &pool, uint32_t id)
 {
@@ -65,30 +59,37 @@ static rte_ether_addr to_ether(const std::array<uint8_t, 6> &mac)
     return a;
 }
 
-static VipKey vip_key(const Address &addr, uint16_t port, Protocol proto)
+// Adds (address, port, protocol) -> vip unless the key is there already (fragment entries: the first VIP wins).
+static void vip_insert(VipTable &t, const Address &addr, uint16_t port, Protocol proto, uint32_t vip)
 {
-    VipKey k{};
+    VipSlot k{};
     std::memcpy(k.addr, addr.bytes.data(), 16);
-    k.port = rte_cpu_to_be_16(port);
-    k.proto = uint8_t(proto);
-    return k;
+    k.port_proto = vip_port_proto(rte_cpu_to_be_16(port), uint8_t(proto));
+    k.vip = vip;
+    uint32_t mask = uint32_t(t.slots.size() - 1);
+    for (uint32_t i = uint32_t(vip_slot_hash(k.addr[0], k.addr[1], k.port_proto)) & mask;; i = (i + 1) & mask) {
+        VipSlot &v = t.slots[i];
+        if (v.port_proto == kVipSlotEmpty) {
+            v = k;
+            return;
+        }
+        if (v.addr[0] == k.addr[0] && v.addr[1] == k.addr[1] && v.port_proto == k.port_proto)
+            return;
+    }
 }
 
-Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index, uint64_t generation)
+Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index, uint64_t)
 {
     if (config.vips.size() > kMaxVips)
         return Error{"at most " + std::to_string(kMaxVips) + " VIPs are supported"};
     auto t = std::make_shared<VipTable>();
-    std::string name = "vips_" + std::to_string(generation);
-    rte_hash_parameters hp{};
-    hp.name = name.c_str();
-    hp.entries = std::max<uint32_t>(64, uint32_t(config.vips.size() * 4));
-    hp.key_len = sizeof(VipKey);
-    hp.hash_func = rte_jhash;
-    hp.socket_id = int(rte_socket_id());
-    t->hash = rte_hash_create(&hp);
-    if (!t->hash)
-        return Error{"cannot create the VIP hash table (hugepage memory exhausted?)"};
+    // Two keys per VIP (its port, and port 0 for fragments), at most a quarter of the slots used.
+    size_t slots = 16;
+    while (slots < config.vips.size() * 2 * 4)
+        slots *= 2;
+    VipSlot empty{};
+    empty.port_proto = kVipSlotEmpty;
+    t->slots.assign(slots, empty);
 
     for (size_t i = 0; i < config.vips.size(); i++) {
         const understudy::Vip &cv = config.vips[i];
@@ -106,16 +107,28 @@ Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatInde
         v.stat_index = stat_index.vip(cv.address, cv.port, cv.protocol);
         v.idle_ticks = cv.conn_idle_timeout_s * 1024u;
         t->vips.push_back(v);
-        void *data = reinterpret_cast<void *>(uintptr_t(i));
-        VipKey k = vip_key(cv.address, cv.port, cv.protocol);
-        if (rte_hash_add_key_data(t->hash, &k, data) < 0)
-            return Error{"cannot add VIP to the hash table"};
+        vip_insert(*t, cv.address, cv.port, cv.protocol, uint32_t(i));
         // Fragments carry no ports: they belong to the first VIP on their address and protocol.
-        VipKey frag = vip_key(cv.address, 0, cv.protocol);
-        if (rte_hash_lookup(t->hash, &frag) < 0 && rte_hash_add_key_data(t->hash, &frag, data) < 0)
-            return Error{"cannot add VIP to the hash table"};
+        vip_insert(*t, cv.address, 0, cv.protocol, uint32_t(i));
     }
     return t;
+}
+
+static Address source_v4(const Config &config)
+{
+    return config.dataplane.source_v4 ? *config.dataplane.source_v4 : *Address::parse(kDefaultSourceV4);
+}
+
+// The outer IPv4 header's fields that do not change per packet (TOS, length and protocol do), summed
+// once per backend so that the fast path adds three words instead of walking the header.
+static uint16_t ipv4_fixed_sum(const uint8_t src[4], const uint8_t dst[4])
+{
+    rte_ipv4_hdr h{};
+    h.version_ihl = 0x45;
+    h.time_to_live = kOuterTtl;
+    std::memcpy(&h.src_addr, src, 4);
+    std::memcpy(&h.dst_addr, dst, 4);
+    return rte_raw_cksum(&h, sizeof h);
 }
 
 std::vector<Backend> build_backends(const Config &config, const understudy::Pool &cp, const PoolTable &t,
@@ -124,6 +137,7 @@ std::vector<Backend> build_backends(const Config &config, const understudy::Pool
     std::map<uint32_t, const understudy::Backend *> by_id;
     for (const auto &b : cp.backends)
         by_id[b.id] = &b;
+    const Address src_v4 = source_v4(config);
     std::vector<Backend> backends(t.members().size());
     for (size_t slot = 0; slot < t.members().size(); slot++) {
         const Member &m = t.members()[slot];
@@ -137,6 +151,8 @@ std::vector<Backend> build_backends(const Config &config, const understudy::Pool
         b.operational = m.operational;
         b.ip_version = cb.address.is_v4() ? 4 : 6;
         std::memcpy(b.addr, cb.address.bytes.data(), 16);
+        if (b.ip_version == 4)
+            b.ip4_sum = ipv4_fixed_sum(src_v4.bytes.data() + 12, b.addr + 12);
         b.stat_index = options.stat_index->backend(cp.name, m.id);
         std::optional<rte_ether_addr> mac;
         if (cb.mac)
@@ -160,7 +176,8 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, std::shar
     s->secret = config.secret;
     s->generation = generation;
     s->vip_table = std::move(vips);
-    s->vip_hash = s->vip_table->hash;
+    s->vip_slots = s->vip_table->slots.data();
+    s->vip_slot_mask = uint32_t(s->vip_table->slots.size() - 1);
     s->vips = s->vip_table->vips.data();
     s->backends.reserve(config.pools.size());
     for (size_t p = 0; p < config.pools.size(); p++) {
@@ -179,7 +196,7 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, std::shar
         s->pools.push_back(pool);
     }
 
-    auto v4 = config.dataplane.source_v4 ? *config.dataplane.source_v4 : *Address::parse(kDefaultSourceV4);
+    auto v4 = source_v4(config);
     auto v6 = config.dataplane.source_v6 ? *config.dataplane.source_v6 : *Address::parse(kDefaultSourceV6);
     std::memcpy(s->source.v4, v4.bytes.data() + 12, 4);
     std::memcpy(s->source.v6, v6.bytes.data(), 16);

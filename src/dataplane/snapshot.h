@@ -3,7 +3,6 @@
 #pragma once
 
 #include <rte_ether.h>
-#include <rte_hash.h>
 
 #include <cstdint>
 #include <functional>
@@ -23,6 +22,8 @@ namespace understudy::dp {
 constexpr uint32_t kMaxVips = 1024;
 constexpr uint32_t kMaxBackendStats = 16384;  // backends over all pools that get their own counters
 
+constexpr uint8_t kOuterTtl = 64;  // of the headers the balancer adds
+
 struct Backend {
     uint32_t id;
     uint8_t ip_version;  // of its address: the outer header's family
@@ -30,6 +31,7 @@ struct Backend {
     uint8_t mac_known;   // 0 while the neighbour table has no entry: packets are dropped, not misdirected
     uint8_t pad;
     uint16_t stat_index;
+    uint16_t ip4_sum;    // IPv4 backends: one's-complement sum of the outer header's fixed fields (encap.h)
     uint8_t addr[16];
     rte_ether_addr mac;  // next hop towards it: its own (l2dsr, same segment) or the gateway's
 };
@@ -52,13 +54,36 @@ struct Vip {
     uint32_t idle_ticks; // conn_idle_timeout_s in connection-table ticks
 };
 
-// rte_hash key of a VIP: port 0 is the entry fragments use (they carry no ports).
-struct VipKey {
-    uint8_t addr[16];
-    uint16_t port;       // network byte order
-    uint8_t proto;
-    uint8_t pad;
+// One slot of the VIP table: address, port and protocol as the fast path compares them. Port 0 is the
+// entry that fragments use (they carry no ports).
+struct alignas(32) VipSlot {
+    uint64_t addr[2];     // the 16 address bytes (IPv4-mapped for IPv4) as two words, in memory order
+    uint32_t port_proto;  // vip_port_proto(); kVipSlotEmpty marks a free slot
+    uint32_t vip;         // index into VipTable::vips
 };
+
+constexpr uint32_t kVipSlotEmpty = 0xffffffff;  // no key has bits 24-31 set
+
+inline uint32_t vip_port_proto(uint16_t port_be, uint8_t proto) { return port_be | uint32_t(proto) << 16; }
+
+inline uint64_t vip_slot_hash(uint64_t a0, uint64_t a1, uint32_t port_proto)
+{
+    return ((a0 ^ (a1 * 0x9e3779b97f4a7c15ULL) ^ port_proto) * 0xc2b2ae3d27d4eb4fULL) >> 32;
+}
+
+// The VIP of a packet, or -1. Open addressing with linear probing in a table at most a quarter full:
+// the scan stops at the first free slot, so a packet to no VIP costs a few compares whatever it carries
+// (the clusters are made by the configured VIPs only).
+inline int32_t vip_find(const VipSlot *slots, uint32_t mask, uint64_t a0, uint64_t a1, uint32_t port_proto)
+{
+    for (uint32_t i = uint32_t(vip_slot_hash(a0, a1, port_proto)) & mask;; i = (i + 1) & mask) {
+        const VipSlot &v = slots[i];
+        if (v.addr[0] == a0 && v.addr[1] == a1 && v.port_proto == port_proto)
+            return int32_t(v.vip);
+        if (v.port_proto == kVipSlotEmpty)
+            return -1;
+    }
+}
 
 struct Source {
     uint8_t v4[4];
@@ -70,9 +95,8 @@ struct Source {
 
 // The VIP lookup: rebuilt only when VIPs change, shared by the snapshots in between.
 struct VipTable {
-    rte_hash *hash = nullptr;
+    std::vector<VipSlot> slots;  // a power of two, at least 4 slots per key
     std::vector<Vip> vips;
-    ~VipTable();
 };
 
 // Stable counter slots: a backend or VIP keeps its statistics index across publications.
@@ -91,7 +115,8 @@ class StatIndex {
 struct Snapshot {
     Secret secret{};
     std::shared_ptr<const VipTable> vip_table;
-    rte_hash *vip_hash = nullptr;  // vip_table's, for the fast path
+    const VipSlot *vip_slots = nullptr;  // vip_table's, for the fast path
+    uint32_t vip_slot_mask = 0;
     const Vip *vips = nullptr;
     std::vector<Pool> pools;
     std::vector<std::vector<Backend>> backends;         // per pool, by slot; Pool::backends points here

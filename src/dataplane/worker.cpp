@@ -7,6 +7,9 @@
 #include <rte_ethdev.h>
 #include <rte_prefetch.h>
 
+#include <algorithm>
+#include <cstddef>
+
 #include "encap.h"
 #include "us_parse.h"
 
@@ -18,16 +21,92 @@ static inline void drop(Worker &w, rte_mbuf *m, int reason)
     rte_pktmbuf_free(m);
 }
 
+// What the first pass learns about a VIP packet, for the second.
+struct Pending {
+    us_parsed p;
+    rte_mbuf *m;
+    const Vip *vip;
+    const Pool *pool;
+    const us_bucket_entry *entry;
+    ConnSet *set;  // nullptr when the VIP keeps no connection table
+    uint64_t tag;
+    uint64_t hash;
+};
+
+// The session key is the parser's output up to the protocol: hash it in place.
+static_assert(offsetof(us_parsed, src) == offsetof(us_session_key, src) &&
+              offsetof(us_parsed, dst) == offsetof(us_session_key, dst) &&
+              offsetof(us_parsed, sport) == offsetof(us_session_key, sport) &&
+              offsetof(us_parsed, dport) == offsetof(us_session_key, dport) &&
+              offsetof(us_parsed, proto) == offsetof(us_session_key, proto) &&
+              offsetof(us_session_key, proto) + 1 == US_KEY_LEN);
+
+enum class Verdict { dropped, kernel, pending };
+
+// Pass 1: parse, find the VIP, hash the session and start loading its bucket entry and connection set.
+static inline Verdict classify(Worker &w, const Snapshot &s, rte_mbuf *m, Pending &q)
+{
+    if (m->nb_segs != 1) {
+        drop(w, m, US_DROP_multi_segment);
+        return Verdict::dropped;
+    }
+    const uint8_t *data = rte_pktmbuf_mtod(m, const uint8_t *);
+    us_parsed &p = q.p;
+    int reason = 0;
+    int verdict = us_parse_packet(data, data + rte_pktmbuf_data_len(m), &p, &reason);
+    if (verdict == US_PARSE_DROP) {
+        drop(w, m, reason);
+        return Verdict::dropped;
+    }
+    if (verdict == US_PARSE_NOT_IP) {
+        if (w.cfg.non_vip == NonVipPolicy::kernel)
+            return Verdict::kernel;
+        drop(w, m, US_DROP_not_ip);
+        return Verdict::dropped;
+    }
+
+    uint64_t a0, a1;
+    std::memcpy(&a0, p.dst, 8);
+    std::memcpy(&a1, p.dst + 8, 8);
+    uint16_t port;
+    std::memcpy(&port, p.dport, 2);
+    int32_t vip_index = vip_find(s.vip_slots, s.vip_slot_mask, a0, a1, vip_port_proto(p.fragment ? 0 : port, p.proto));
+    if (vip_index < 0) {
+        if (w.cfg.non_vip == NonVipPolicy::kernel)
+            return Verdict::kernel;
+        drop(w, m, US_DROP_no_vip);
+        return Verdict::dropped;
+    }
+    const Vip &vip = s.vips[vip_index];
+    const Pool &pool = s.pools[vip.pool];
+    if (vip.affinity == uint8_t(Affinity::client))
+        std::memset(p.sport, 0, 4);  // the ports are not read after this
+    uint64_t hash = us_siphash(s.secret.data(), reinterpret_cast<const uint8_t *>(&p), US_KEY_LEN, US_SESSION_C,
+                               US_SESSION_D);
+    q.m = m;
+    q.vip = &vip;
+    q.pool = &pool;
+    q.hash = hash;
+    q.entry = &pool.entries[hash & pool.mask];
+    rte_prefetch0(q.entry);
+    q.set = nullptr;
+    if (vip.conn_table) {
+        q.tag = conn_tag(hash, uint16_t(vip_index));
+        q.set = &conn_set(w.conn, q.tag);
+        rte_prefetch0(q.set);
+    }
+    return Verdict::pending;
+}
+
 // Where a VIP packet goes: the connection table's server for an established flow while it stays
 // operational, else the bucket's serving server.
-static inline uint16_t choose_server(Worker &w, const Vip &vip, const Pool &pool, uint16_t vip_index,
-                                     uint64_t hash, const us_bucket_entry &e, uint32_t now, uint8_t &flags)
+static inline uint16_t choose_server(Worker &w, const Pending &q, const us_bucket_entry &e, uint32_t now,
+                                     uint8_t &flags)
 {
-    if (!vip.conn_table)
+    if (!q.set)
         return e.serving;
-    uint64_t tag = conn_tag(hash, vip_index);
-    ConnSet &set = conn_set(w.conn, tag);
-    ConnEntry *c = conn_find(set, tag, now, vip.idle_ticks);
+    const Pool &pool = *q.pool;
+    ConnEntry *c = conn_find(*q.set, q.tag, now, q.vip->idle_ticks);
     if (c) {
         if (c->slot < pool.n_backends && pool.backends[c->slot].operational &&
             uint16_t(pool.backends[c->slot].id) == c->id_check) {
@@ -42,73 +121,29 @@ static inline uint16_t choose_server(Worker &w, const Vip &vip, const Pool &pool
         w.stats.counters[US_CTR_conn_misses]++;
     }
     if (e.serving != US_NO_SERVER) {
-        bool evicted = conn_insert(set, tag, e.serving, uint16_t(pool.backends[e.serving].id), now, vip.idle_ticks);
+        bool evicted =
+            conn_insert(*q.set, q.tag, e.serving, uint16_t(pool.backends[e.serving].id), now, q.vip->idle_ticks);
         w.stats.counters[US_CTR_conn_evictions] += evicted;
     }
     return e.serving;
 }
 
-// Returns 1 when m went to tx, 2 when to the kernel, 0 when it was dropped.
-static inline int process_one(Worker &w, const Snapshot &s, rte_mbuf *m, uint32_t now)
+// Pass 2: choose the server and rewrite. Returns false when the packet was dropped.
+static inline bool forward(Worker &w, const Snapshot &s, const Pending &q, uint32_t now)
 {
-    if (m->nb_segs != 1) {
-        drop(w, m, US_DROP_multi_segment);
-        return 0;
-    }
-    const uint8_t *data = rte_pktmbuf_mtod(m, const uint8_t *);
-    us_parsed p;
-    int reason = 0;
-    int verdict = us_parse_packet(data, data + rte_pktmbuf_data_len(m), &p, &reason);
-    if (verdict == US_PARSE_DROP) {
-        drop(w, m, reason);
-        return 0;
-    }
-    if (verdict == US_PARSE_NOT_IP) {
-        if (w.cfg.non_vip == NonVipPolicy::kernel)
-            return 2;
-        drop(w, m, US_DROP_not_ip);
-        return 0;
-    }
-
-    VipKey key;
-    std::memcpy(key.addr, p.dst, 16);
-    std::memcpy(&key.port, p.fragment ? (const uint8_t *)"\0\0" : p.dport, 2);
-    key.proto = p.proto;
-    key.pad = 0;
-    void *found;
-    if (rte_hash_lookup_data(s.vip_hash, &key, &found) < 0) {
-        if (w.cfg.non_vip == NonVipPolicy::kernel)
-            return 2;
-        drop(w, m, US_DROP_no_vip);
-        return 0;
-    }
-    uint16_t vip_index = uint16_t(reinterpret_cast<uintptr_t>(found));
-    const Vip &vip = s.vips[vip_index];
-    const Pool &pool = s.pools[vip.pool];
-
-    us_session_key sk;
-    std::memcpy(sk.src, p.src, 16);
-    std::memcpy(sk.dst, p.dst, 16);
-    if (vip.affinity == uint8_t(Affinity::client)) {
-        std::memset(sk.sport, 0, 4);
-    } else {
-        std::memcpy(sk.sport, p.sport, 2);
-        std::memcpy(sk.dport, p.dport, 2);
-    }
-    sk.proto = p.proto;
-    uint64_t hash = us_session_hash(s.secret.data(), &sk);
-    const us_bucket_entry &e = pool.entries[hash & pool.mask];
-
+    rte_mbuf *m = q.m;
+    const Pool &pool = *q.pool;
+    const us_bucket_entry e = *q.entry;
     uint8_t flags = 0;
-    uint16_t slot = choose_server(w, vip, pool, vip_index, hash, e, now, flags);
+    uint16_t slot = choose_server(w, q, e, now, flags);
     if (slot == US_NO_SERVER) {
         drop(w, m, US_DROP_no_server);
-        return 0;
+        return false;
     }
     const Backend &b = pool.backends[slot];
     if (!b.mac_known) {
         drop(w, m, US_DROP_no_next_hop);
-        return 0;
+        return false;
     }
     uint32_t primary_id = pool.backends[e.primary].id;
     if (b.id != primary_id) {
@@ -116,26 +151,32 @@ static inline int process_one(Worker &w, const Snapshot &s, rte_mbuf *m, uint32_
         w.stats.counters[US_CTR_failovers]++;
     }
     uint32_t in_len = rte_pktmbuf_pkt_len(m);
-    EncapInfo info{hash, primary_id, pool.digest, flags, s.source.hop_budget};
-    int err = kEncap[vip.method](m, p, b, s.source, info);
+    EncapInfo info{q.hash, primary_id, pool.digest, flags, s.source.hop_budget};
+    int err = kEncap[q.vip->method](m, q.p, b, s.source, info);
     if (err) {
         drop(w, m, err);
-        return 0;
+        return false;
     }
-    w.stats.counters[US_CTR_fragments] += p.fragment;
-    w.stats.counters[US_CTR_icmp_errors] += p.icmp_error;
-    w.stats.vip_packets[vip.stat_index]++;
-    w.stats.vip_bytes[vip.stat_index] += in_len;
+    w.stats.counters[US_CTR_fragments] += q.p.fragment;
+    w.stats.counters[US_CTR_icmp_errors] += q.p.icmp_error;
+    w.stats.vip_packets[q.vip->stat_index]++;
+    w.stats.vip_bytes[q.vip->stat_index] += in_len;
     w.stats.backend_packets[b.stat_index]++;
     w.stats.backend_bytes[b.stat_index] += rte_pktmbuf_pkt_len(m);
-    return 1;
+    return true;
 }
 
+// Two passes so that the per-flow memory reads of a whole burst (bucket entries, connection sets) are in
+// flight together: with many flows each one is a cache or TLB miss, and handled one packet at a time
+// every miss would wait alone.
 BurstResult process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n, uint32_t now,
                           rte_mbuf **tx, rte_mbuf **exc)
 {
     BurstResult r;
+    Pending pending[kBurst];
+    uint16_t n_pending = 0;
     constexpr uint16_t kAhead = 4;
+    n = std::min(n, kBurst);
     for (uint16_t i = 0; i < n && i < kAhead; i++)
         rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
     for (uint16_t i = 0; i < n; i++) {
@@ -144,17 +185,20 @@ BurstResult process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_
         rte_mbuf *m = pkts[i];
         w.stats.counters[US_CTR_rx_packets]++;
         w.stats.counters[US_CTR_rx_bytes] += rte_pktmbuf_pkt_len(m);
-        switch (process_one(w, s, m, now)) {
-        case 1:
-            tx[r.n_tx++] = m;
+        switch (classify(w, s, m, pending[n_pending])) {
+        case Verdict::pending:
+            n_pending++;
             break;
-        case 2:
+        case Verdict::kernel:
             exc[r.n_exc++] = m;
             break;
-        default:
+        case Verdict::dropped:
             break;
         }
     }
+    for (uint16_t i = 0; i < n_pending; i++)
+        if (forward(w, s, pending[i], now))
+            tx[r.n_tx++] = pending[i].m;
     return r;
 }
 
