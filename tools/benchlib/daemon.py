@@ -20,6 +20,15 @@ def backend_address(family, i):
     return "2001:db8:2::%x" % i if family == "v6" else "10.1.%d.%d" % (i // 250, i % 250 + 1)
 
 
+def conn_table_size(flows):
+    """The sizing docs/configuration.md recommends: at least twice the flows a worker sees, and the default
+    (2^20) at least."""
+    size = 1 << 20
+    while size < 2 * flows:
+        size *= 2
+    return size
+
+
 def config_text(case, pcap, sock, lcores, mbufs=None, backends=None, probed_port=None):
     """The daemon config of a case: one pool, one VIP, health probes off, non-VIP traffic dropped. With
     probed_port, the last backend is 127.0.0.1 and is probed (tcp, every 100 ms, one result decides) on that
@@ -44,6 +53,8 @@ def config_text(case, pcap, sock, lcores, mbufs=None, backends=None, probed_port
             'source_v4 = "198.18.0.1"', 'source_v6 = "2001:db8:ffff::1"', 'gateway_mac = "%s"' % GATEWAY_MAC]
     if mbufs:
         out.append('mbufs = %d' % mbufs)
+    if case["conn"]:
+        out.append('conn_table_size = %d' % conn_table_size(case.get("flows_measured", case["flows"])))
     out += ['[[dataplane.port]]', 'name = "in"', 'devargs = "net_pcap0,rx_pcap=%s,infinite_rx=1"' % pcap,
             'tx_port = "out"',
             '[[dataplane.port]]', 'name = "out"', 'devargs = "net_null0"', 'rx_queues = 0',
