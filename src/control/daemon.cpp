@@ -40,6 +40,7 @@ static dp::DataplaneOptions dataplane_options(const Config &config, const std::v
     o.worker_lcores = config.dataplane.worker_lcores;
     o.non_vip = config.dataplane.non_vip;
     o.conn_table_size = config.dataplane.conn_table_size;
+    o.mbufs = config.dataplane.mbufs;
     return o;
 }
 
@@ -62,6 +63,8 @@ static Status restart_only_changes(const Config &a, const Config &b)
         what += " dataplane.non_vip/exception_iface";
     if (x.conn_table_size != y.conn_table_size)
         what += " dataplane.conn_table_size";
+    if (x.mbufs != y.mbufs)
+        what += " dataplane.mbufs";
     if (a.control.socket != b.control.socket || a.control.socket_group != b.control.socket_group ||
         a.control.metrics != b.control.metrics)
         what += " control";

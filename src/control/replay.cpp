@@ -106,6 +106,7 @@ int run_replay(const ReplayOptions &o)
     dopt.worker_lcores = {};
     dopt.non_vip = NonVipPolicy::drop;  // counted, not written
     dopt.conn_table_size = config->dataplane.conn_table_size;
+    dopt.mbufs = config->dataplane.mbufs;
     dopt.stop_after_rx = uint64_t(records);
 
     dp::Dataplane dataplane;

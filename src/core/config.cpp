@@ -567,7 +567,7 @@ void read_dataplane(const toml::table &table, DataplaneConfig &d, Report &report
 {
     Section s(table, "dataplane", report,
               {"eal_args", "workers", "source_v4", "source_v6", "gateway_mac", "non_vip", "exception_iface",
-               "exception_addresses", "gue_port", "conn_table_size", "hop_budget", "port"});
+               "exception_addresses", "gue_port", "conn_table_size", "mbufs", "hop_budget", "port"});
     auto array = [&](std::string_view key) -> const toml::array * {
         const toml::node *n = table.get(key);
         if (n && !n->is_array())
@@ -631,6 +631,7 @@ void read_dataplane(const toml::table &table, DataplaneConfig &d, Report &report
     s.enumeration("non_vip", d.non_vip, kNonVipPolicies);
     s.string("exception_iface", d.exception_iface);
     s.integer("conn_table_size", d.conn_table_size, 1, std::numeric_limits<uint32_t>::max());
+    s.integer("mbufs", d.mbufs, 0, std::numeric_limits<uint32_t>::max());
     s.integer("hop_budget", d.hop_budget, 0, 15);
     if (const toml::array *ports = s.tables("port"))
         for_each_table(*ports, "port", "dataplane", report, [&](const toml::table *t, const std::string &path) {

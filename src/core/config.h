@@ -92,6 +92,7 @@ struct DataplaneConfig {
     std::vector<std::string> exception_addresses;  // "ADDR/PREFIX" the daemon puts on that interface at start
     uint16_t gue_port = 6080;           // outer UDP destination port of gue
     uint32_t conn_table_size = 1u << 20;          // entries per worker lcore
+    uint32_t mbufs = 0;                 // mbuf pool size; 0 = sized from the RX queues (a floor if set)
     uint8_t hop_budget = 2;             // forwards a packet may still take after the balancer
 };
 

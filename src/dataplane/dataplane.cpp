@@ -64,10 +64,16 @@ Status Dataplane::init(const DataplaneOptions &o)
                      std::to_string(lcores_.size()) + " (give more with -l)"};
     lcores_.resize(queues);
 
-    unsigned mbufs = std::max(8191u, unsigned(queues) * 4096 + 4095);
+    const unsigned needed = std::max(8191u, unsigned(queues) * 4096 + 4095);
+    const unsigned mbufs = std::max(needed, o.mbufs);
     pool_ = rte_pktmbuf_pool_create("mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
-    if (!pool_)
-        return Error{"cannot allocate the mbuf pool: " + rte_error(rte_errno) + " (reserve hugepages: tools/setup.sh)"};
+    if (!pool_) {
+        uint32_t each = rte_mempool_calc_obj_size(sizeof(rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE, 0, nullptr);
+        uint64_t mib = (uint64_t(mbufs) * each + (1u << 20) - 1) >> 20;
+        return Error{"cannot allocate the mbuf pool (" + std::to_string(mbufs) + " mbufs, " + std::to_string(mib) +
+                     " MiB): " + rte_error(rte_errno) + "; reserve more hugepages (tools/setup.sh)" +
+                     (mbufs > needed ? " or lower [dataplane] mbufs" : "")};
+    }
 
     size_t rcu_size = rte_rcu_qsbr_get_memsize(uint32_t(queues));
     rcu_ = static_cast<rte_rcu_qsbr *>(rte_zmalloc("rcu", rcu_size, RTE_CACHE_LINE_SIZE));

@@ -33,6 +33,7 @@ struct DataplaneOptions {
     std::vector<unsigned> worker_lcores; // empty: every worker lcore EAL has, in order
     NonVipPolicy non_vip = NonVipPolicy::kernel;
     uint32_t conn_table_size = 1u << 20;
+    uint32_t mbufs = 0;                  // the pool holds at least this many (0: sized from the RX queues)
     uint64_t stop_after_rx = 0;          // replay: each worker returns after this many packets
 };
 

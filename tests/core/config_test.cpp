@@ -158,14 +158,15 @@ TEST(ConfigParse, FullConfigWithLayeredHealth)
         /* 74 */ "exception_iface = \"us0\"",
         /* 75 */ "conn_table_size = 4096",
         /* 76 */ "hop_budget = 15",
-        /* 77 */ "  [[dataplane.port]]",
-        /* 78 */ "  name = \"p0\"",
-        /* 79 */ "  devargs = \"net_af_packet0,iface=veth0\"",
-        /* 80 */ "  rx_queues = 2",
-        /* 81 */ "[control]",
-        /* 82 */ "socket = \"/tmp/us.sock\"",
-        /* 83 */ "socket_group = \"wheel\"",
-        /* 84 */ "metrics = \"[::1]:9999\"",
+        /* 77 */ "mbufs = 65536",
+        /* 78 */ "  [[dataplane.port]]",
+        /* 79 */ "  name = \"p0\"",
+        /* 80 */ "  devargs = \"net_af_packet0,iface=veth0\"",
+        /* 81 */ "  rx_queues = 2",
+        /* 82 */ "[control]",
+        /* 83 */ "socket = \"/tmp/us.sock\"",
+        /* 84 */ "socket_group = \"wheel\"",
+        /* 85 */ "metrics = \"[::1]:9999\"",
     });
     auto config = parse_config(text, "full.toml");
     ASSERT_TRUE(config) << config.error();
@@ -271,6 +272,7 @@ TEST(ConfigParse, FullConfigWithLayeredHealth)
     EXPECT_EQ(d.exception_iface, "us0");
     EXPECT_EQ(d.conn_table_size, 4096u);
     EXPECT_EQ(d.hop_budget, 15);
+    EXPECT_EQ(d.mbufs, 65536u);
     ASSERT_EQ(d.ports.size(), 1u);
     EXPECT_EQ(d.ports[0].name, "p0");
     EXPECT_EQ(d.ports[0].devargs, "net_af_packet0,iface=veth0");
@@ -345,6 +347,7 @@ TEST(ConfigParse, Defaults)
     EXPECT_EQ(d.exception_iface, "understudy0");
     EXPECT_EQ(d.conn_table_size, 1u << 20);
     EXPECT_EQ(d.hop_budget, 2);
+    EXPECT_EQ(d.mbufs, 0u);  // sized from the RX queues
     EXPECT_EQ(c.control.socket, "/run/understudy/understudy.sock");
     EXPECT_EQ(c.control.socket_group, "");
     EXPECT_EQ(c.control.metrics, "127.0.0.1:9273");
@@ -1106,13 +1109,19 @@ TEST(ConfigErrors, DataplaneValues)
         /*  6 */ "gateway_mac = \"02:00:00:00:00\"",
         /*  7 */ "conn_table_size = 0",
         /*  8 */ "source_v6 = \"not-an-address\"",
+        /*  9 */ "mbufs = -1",
     }));
-    ASSERT_EQ(ps.size(), 5u) << show(ps);
+    ASSERT_EQ(ps.size(), 6u) << show(ps);
     EXPECT_TRUE(has_problem(ps, "t.toml:4: dataplane.hop_budget: ", "must be 0-15, not 16"));
     EXPECT_TRUE(has_problem(ps, "t.toml:5: dataplane.non_vip: ", "'forward' is not one of: kernel, drop"));
     EXPECT_TRUE(has_problem(ps, "t.toml:6: dataplane.gateway_mac: ", "is not a MAC address"));
     EXPECT_TRUE(has_problem(ps, "t.toml:7: dataplane.conn_table_size: ", "must be 1-4294967295, not 0"));
     EXPECT_TRUE(has_problem(ps, "t.toml:8: dataplane.source_v6: ", "is not an IPv4 or IPv6 address"));
+    EXPECT_TRUE(has_problem(ps, "t.toml:9: dataplane.mbufs: ", "must be 0-4294967295, not -1"));
+    EXPECT_TRUE(only_problem(doc({"[cluster]", kSecretLine, "[dataplane]", "mbufs = \"1M\""}),
+                             "t.toml:4: dataplane.mbufs: ", "must be an integer"));
+    EXPECT_TRUE(only_problem(doc({"[cluster]", kSecretLine, "[dataplane]", "mbufs = 4294967296"}),
+                             "t.toml:4: dataplane.mbufs: ", "must be 0-4294967295, not 4294967296"));
     EXPECT_TRUE(only_problem(doc({"[cluster]", kSecretLine, "[dataplane]", "hop_budget = 300"}),
                              "t.toml:4: dataplane.hop_budget: ", "must be 0-15, not 300"));
 }

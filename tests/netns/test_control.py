@@ -275,6 +275,12 @@ class ControlTest(unittest.TestCase):
         r = self.ctl("reload", check=1)
         self.assertIn("only change with a restart", r.stderr)
         self.assertEqual(self.backend(3)["weight"], 100)
+        # The mbuf pool is sized once, at start-up: a new size is refused by name.
+        with open(self.config, "w") as f:
+            f.write(CONFIG.format(dir=self.dir.name, w3=120).replace("workers = [1]\n", "workers = [1]\nmbufs = 20000\n"))
+        r = self.ctl("reload", check=1)
+        self.assertIn("dataplane.mbufs", r.stderr)
+        self.assertEqual(self.backend(3)["weight"], 100)
         self.write_config(w3=100)
         self.ctl("reload", check=0)
 
