@@ -5,6 +5,7 @@
 // standby missed last time), the standby is published, and after the RCU grace period the roles swap.
 #include "controller.h"
 
+#include <pthread.h>
 #include <rte_cycles.h>
 
 #include <algorithm>
@@ -59,6 +60,34 @@ uint32_t Controller::slot_of(const PoolRuntime &rt, uint32_t id) const
     return UINT32_MAX;
 }
 
+// EAL pins the control thread to the main lcore's CPU, and threads inherit their creator's affinity: a
+// table build would run all of its threads on that one CPU. This widens the calling thread's affinity to
+// cpus for its lifetime (unless cpus is empty: then the build stays on the control CPU) and restores it.
+class SpreadThreads {
+  public:
+    explicit SpreadThreads(const cpu_set_t &cpus)
+    {
+        CPU_ZERO(&saved_);
+        widened_ = pthread_getaffinity_np(pthread_self(), sizeof saved_, &saved_) == 0 && CPU_COUNT(&cpus) > 0 &&
+                   pthread_setaffinity_np(pthread_self(), sizeof cpus, &cpus) == 0;
+        threads_ = unsigned(std::max(1, CPU_COUNT(widened_ ? &cpus : &saved_)));
+    }
+    ~SpreadThreads()
+    {
+        if (widened_)
+            pthread_setaffinity_np(pthread_self(), sizeof saved_, &saved_);
+    }
+    SpreadThreads(const SpreadThreads &) = delete;
+    SpreadThreads &operator=(const SpreadThreads &) = delete;
+
+    unsigned threads() const { return threads_; }  // one per CPU the calling thread may now run on
+
+  private:
+    cpu_set_t saved_;
+    bool widened_ = false;
+    unsigned threads_ = 1;
+};
+
 std::unique_ptr<Controller::PoolRuntime> Controller::build_pool(const Pool &pool) const
 {
     auto rt = std::make_unique<PoolRuntime>();
@@ -66,7 +95,11 @@ std::unique_ptr<Controller::PoolRuntime> Controller::build_pool(const Pool &pool
     std::vector<Member> members;
     for (const Backend &b : pool.backends)
         members.push_back(Member{b.id, effective_weight(b), operational(pool.name, b), true});
-    rt->table->build(std::move(members));
+    {
+        // Before the workers start: every CPU; while they run: only CPUs no worker polls on.
+        SpreadThreads spread(dataplane_.spare_cpus());
+        rt->table->build(std::move(members), spread.threads());
+    }
     rt->buffer[0].assign(rt->table->entries().begin(), rt->table->entries().end());
     rt->buffer[1] = rt->buffer[0];
     return rt;

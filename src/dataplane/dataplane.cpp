@@ -39,6 +39,8 @@ Status Dataplane::init(const DataplaneOptions &o)
     for (auto &a : args)
         argv.push_back(a.data());
     argv.push_back(nullptr);
+    if (sched_getaffinity(0, sizeof process_cpus_, &process_cpus_) != 0)
+        CPU_ZERO(&process_cpus_);
     if (rte_eal_init(int(args.size()), argv.data()) < 0)
         return Error{"EAL initialisation failed: " + rte_error(rte_errno) + " (arguments: see the log above)"};
     eal_ = true;
@@ -250,6 +252,19 @@ void Dataplane::close()
     pool_ = nullptr;
     rte_eal_cleanup();
     eal_ = false;
+}
+
+cpu_set_t Dataplane::spare_cpus() const
+{
+    cpu_set_t cpus = process_cpus_;
+    if (running_)
+        for (unsigned lc : lcores_) {
+            rte_cpuset_t busy = rte_lcore_cpuset(lc);
+            for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+                if (CPU_ISSET(cpu, &busy))
+                    CPU_CLR(cpu, &cpus);
+        }
+    return cpus;
 }
 
 StatsTotal Dataplane::stats() const

@@ -5,6 +5,7 @@
 #include <rte_ether.h>
 #include <rte_mempool.h>
 #include <rte_rcu_qsbr.h>
+#include <sched.h>
 
 #include <atomic>
 #include <memory>
@@ -58,6 +59,9 @@ class Dataplane {
     StatsTotal stats() const;
     uint64_t conn_occupancy() const;
     size_t workers() const { return workers_.size(); }
+    // CPUs the control thread may spread its own threads over (table builds): every CPU the process had
+    // before EAL pinned this thread to the main lcore, less the workers' CPUs while they run. May be empty.
+    cpu_set_t spare_cpus() const;
     // TSC of the first packet any worker handled under snapshot generation, or 0 if none yet.
     uint64_t first_packet_tsc(uint64_t generation) const;
 
@@ -68,6 +72,7 @@ class Dataplane {
     std::vector<unsigned> lcores_;
     std::vector<uint16_t> port_ids_;
     std::vector<uint16_t> tap_ids_;
+    cpu_set_t process_cpus_{};
     rte_mempool *pool_ = nullptr;
     rte_rcu_qsbr *rcu_ = nullptr;
     std::atomic<const Snapshot *> snapshot_{nullptr};
