@@ -18,10 +18,8 @@ import report
 import testpmd
 from procs import BenchError, TimeLimit, install_cleanup, log, machine, reserve_hugepages, stop_all, tsc_hz
 
-# Without a [dataplane] mbufs setting the daemon's mbuf pool has 8,191 mbufs (one RX queue), and net_pcap's
-# infinite_rx copies the whole capture into that pool at start: 8,000 packets leave room for one burst in
-# flight and the per-lcore caches (8,100 starts, 8,180 starves the worker).
-CAPTURE_CAP_DEFAULT_POOL = 8000
+# net_pcap's infinite_rx copies the whole capture into the RX queue's mempool at start, so every daemon gets
+# `[dataplane] mbufs` = packets + MBUF_MARGIN.
 MIN_PACKETS = 8000    # captures hold at least this many packets, whatever the number of flows
 MBUF_BYTES = 2432     # one mbuf with its 2,176-byte buffer and mempool headers
 MBUF_MARGIN = 16384   # packets in flight and per-lcore caches, on top of the capture's copies
@@ -343,15 +341,7 @@ def main(argv=None):
         cases = [dict(c) for c in cases]
         head = dict(CASES[0])  # the traffic of the update-latency and profile runs
 
-        supported = daemon.mbufs_supported(bins["understudyctl"], rundir)
-        cap = None if supported else CAPTURE_CAP_DEFAULT_POOL
-        plan_captures(cases + [head], cap, a.max_packets)
-        if not supported and any(c["flows"] > c["flows_measured"] for c in cases):
-            result["notes"].append(
-                "this build has no [dataplane] mbufs setting: its mbuf pool (8,191 mbufs for one RX queue) must hold "
-                "the whole capture (net_pcap infinite_rx), so captures are capped at %d packets and cases of more "
-                "flows run with %d flows (flows_measured)" % (cap, cap))
-        result["settings"]["mbufs_setting"] = supported
+        plan_captures(cases + [head], None, a.max_packets)
         largest = max(c["packets"] for c in cases + [head])
         pages = int((largest + MBUF_MARGIN) * MBUF_BYTES / (2 << 20)) + 160  # + connection table, rings, EAL
         result["notes"].append(reserve_hugepages(pages, 2048 if pages > 512 else 0))
@@ -382,7 +372,7 @@ def main(argv=None):
                 for c in [c for c in cases if c["capture"] == x["capture"]]:
                     tag = "understudy-%s-run%d" % (c["name"], r + 1)
                     log("bench: run %d/%d  understudy %s (%s)" % (r + 1, a.runs, c["name"], report.describe(c)))
-                    mbufs = c["packets"] + MBUF_MARGIN if supported else None
+                    mbufs = c["packets"] + MBUF_MARGIN
                     try:
                         res = run_daemon_case(a, bins, c, c["pcap"], rundir, tag, lcores, mbufs)
                     except BenchError as e:
@@ -423,7 +413,7 @@ def main(argv=None):
                 log("bench: table-update latency: 1,000 backends, 2^20 buckets, backend disable/enable under traffic")
                 try:
                     result["update_latency"] = update_latency(a, bins, head, head["pcap"], rundir, lcores,
-                                                              head["packets"] + MBUF_MARGIN if supported else None)
+                                                              head["packets"] + MBUF_MARGIN)
                 except BenchError as e:
                     log("bench: " + str(e))
                     result["update_latency"] = {"error": str(e).splitlines()[0]}
@@ -442,7 +432,7 @@ def main(argv=None):
             log("bench: profiling %s with perf" % head["name"])
             try:
                 result["profile"] = profile(a, bins, head, head["pcap"], rundir, lcores,
-                                            head["packets"] + MBUF_MARGIN if supported else None)
+                                            head["packets"] + MBUF_MARGIN)
             except (BenchError, FileNotFoundError) as e:
                 result["profile"] = {"error": str(e).splitlines()[0]}
         return finish(a, result, started)

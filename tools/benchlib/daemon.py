@@ -62,17 +62,6 @@ def config_text(case, pcap, sock, lcores, mbufs=None, backends=None, probed_port
     return "\n".join(out) + "\n"
 
 
-def mbufs_supported(understudyctl, workdir):
-    """Whether this build has a [dataplane] mbufs setting (the mbuf pool size), which captures of more than
-    about 8,000 packets need: net_pcap's infinite_rx copies the whole capture into mbufs of the RX pool."""
-    case = {"family": "v4", "backends": 1, "method": "gue", "conn": True}
-    path = os.path.join(workdir, "probe-mbufs.toml")
-    with open(path, "w") as f:
-        f.write(config_text(case, "/dev/null", os.path.join(workdir, "probe.sock"), (0, 1), mbufs=2000000))
-    r = subprocess.run([understudyctl, "check", "--config", path], capture_output=True, text=True, timeout=60)
-    return r.returncode == 0
-
-
 class Control:
     """The daemon's control socket: one JSON object per line each way."""
 
