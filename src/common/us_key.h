@@ -33,6 +33,31 @@ static inline uint64_t us_session_hash(const uint8_t secret[16], const struct us
     return us_siphash(secret, (const uint8_t *)key, US_KEY_LEN, US_SESSION_C, US_SESSION_D);
 }
 
+/* Two session hashes at once, over keys laid out as us_session_key. SipHash is one long chain of dependent
+ * steps; two independent chains side by side keep the core's ALUs busy where one leaves them waiting (the
+ * data plane hashes a burst two by two). Same results as us_session_hash. */
+static inline void us_session_hash_x2(const uint8_t secret[16], const uint8_t *a, const uint8_t *b, uint64_t *ha,
+                                      uint64_t *hb)
+{
+    struct us_sip_state sa, sb;
+    uint64_t k0 = us_load_le64(secret), k1 = us_load_le64(secret + 8);
+    us_sip_init(&sa, k0, k1);
+    us_sip_init(&sb, k0, k1);
+    for (uint32_t off = 0; off < 32; off += 8) {
+        us_sip_absorb(&sa, us_load_le64(a + off), US_SESSION_C);
+        us_sip_absorb(&sb, us_load_le64(b + off), US_SESSION_C);
+    }
+    uint64_t la = (uint64_t)US_KEY_LEN << 56, lb = la;
+    for (uint32_t i = 0; i < US_KEY_LEN - 32; i++) {
+        la |= (uint64_t)a[32 + i] << (8 * i);
+        lb |= (uint64_t)b[32 + i] << (8 * i);
+    }
+    us_sip_absorb(&sa, la, US_SESSION_C);
+    us_sip_absorb(&sb, lb, US_SESSION_C);
+    *ha = us_sip_finish(&sa, US_SESSION_D);
+    *hb = us_sip_finish(&sb, US_SESSION_D);
+}
+
 static inline uint32_t us_bucket_of(uint64_t session_hash, uint32_t table_bits)
 {
     return (uint32_t)(session_hash & ((1ULL << table_bits) - 1));

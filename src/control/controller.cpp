@@ -100,8 +100,12 @@ std::unique_ptr<Controller::PoolRuntime> Controller::build_pool(const Pool &pool
         SpreadThreads spread(dataplane_.spare_cpus());
         rt->table->build(std::move(members), spread.threads());
     }
-    rt->buffer[0].assign(rt->table->entries().begin(), rt->table->entries().end());
-    rt->buffer[1] = rt->buffer[0];
+    for (auto &buffer : rt->buffer)
+        buffer = std::make_unique<dp::EntryArray>(rt->table->entries());
+    if (!rt->buffer[0]->in_hugepages() || !rt->buffer[1]->in_hugepages())
+        log_("pool " + pool.name + ": not enough hugepage memory for its bucket tables (2 x " +
+             std::to_string(rt->table->buckets() * sizeof(us_bucket_entry) >> 10) +
+             " KiB); using ordinary memory, which is slower with many flows (reserve more hugepages)");
     return rt;
 }
 
@@ -132,12 +136,12 @@ Status Controller::publish(const std::string &cause, uint64_t cause_ns, bool vip
         // Copying a bucket twice is harmless and cheaper than merging the two lists.
         const us_bucket_entry *now = rt.table->entries().data();
         for (uint32_t b : rt.lag)
-            rt.buffer[standby][b] = now[b];
+            (*rt.buffer[standby])[b] = now[b];
         for (uint32_t b : rt.pending)
-            rt.buffer[standby][b] = now[b];
+            (*rt.buffer[standby])[b] = now[b];
         changed += rt.pending.size();
         tables.push_back(rt.table.get());
-        entries.push_back(rt.buffer[standby].data());
+        entries.push_back(rt.buffer[standby]->data());
     }
 
     dp::SnapshotOptions options;

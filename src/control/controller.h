@@ -74,7 +74,7 @@ class Controller {
   private:
     struct PoolRuntime {
         std::unique_ptr<PoolTable> table;
-        std::vector<us_bucket_entry> buffer[2];
+        std::unique_ptr<dp::EntryArray> buffer[2];
         int active = 0;                      // the buffer the current snapshot points at
         std::vector<uint32_t> lag;           // buckets where the standby buffer is behind the table
         std::vector<uint32_t> pending;       // changed since the last publication

@@ -4,8 +4,12 @@
 
 #include <rte_ip.h>
 #include <rte_lcore.h>
+#include <rte_malloc.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 
 namespace understudy::dp {
@@ -76,6 +80,26 @@ static void vip_insert(VipTable &t, const Address &addr, uint16_t port, Protocol
         if (v.addr[0] == k.addr[0] && v.addr[1] == k.addr[1] && v.port_proto == k.port_proto)
             return;
     }
+}
+
+EntryArray::EntryArray(std::span<const us_bucket_entry> from)
+{
+    size_t bytes = std::max<size_t>(1, from.size()) * sizeof(us_bucket_entry);
+    data_ = static_cast<us_bucket_entry *>(rte_malloc("buckets", bytes, RTE_CACHE_LINE_SIZE));
+    huge_ = data_ != nullptr;
+    if (!data_)
+        data_ = static_cast<us_bucket_entry *>(std::aligned_alloc(RTE_CACHE_LINE_SIZE, RTE_ALIGN_CEIL(bytes, 64)));
+    if (!data_)
+        throw std::bad_alloc();
+    std::copy(from.begin(), from.end(), data_);
+}
+
+EntryArray::~EntryArray()
+{
+    if (huge_)
+        rte_free(data_);
+    else
+        std::free(data_);
 }
 
 Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index, uint64_t)

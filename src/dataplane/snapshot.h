@@ -10,6 +10,7 @@
 #include <string>
 #include <tuple>
 #include <optional>
+#include <span>
 #include <memory>
 #include <vector>
 
@@ -123,6 +124,26 @@ struct Snapshot {
     std::vector<std::vector<us_bucket_entry>> owned;    // entries this snapshot owns (replay); may be empty
     Source source{};
     uint64_t generation = 0;
+};
+
+// A copy of a pool's bucket entries for the workers to read. In hugepage memory when EAL has enough: a
+// 2^20-bucket table spread over 4 KiB pages costs a TLB miss and a page walk per packet with many flows.
+// Otherwise in ordinary memory (slower, not wrong).
+class EntryArray {
+  public:
+    EntryArray() = default;
+    explicit EntryArray(std::span<const us_bucket_entry> from);
+    ~EntryArray();
+    EntryArray(const EntryArray &) = delete;
+    EntryArray &operator=(const EntryArray &) = delete;
+
+    us_bucket_entry &operator[](size_t i) { return data_[i]; }
+    const us_bucket_entry *data() const { return data_; }
+    bool in_hugepages() const { return huge_; }
+
+  private:
+    us_bucket_entry *data_ = nullptr;
+    bool huge_ = false;
 };
 
 struct SnapshotOptions {

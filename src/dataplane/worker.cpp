@@ -29,7 +29,7 @@ struct Pending {
     const Pool *pool;
     const us_bucket_entry *entry;
     ConnSet *set;  // nullptr when the VIP keeps no connection table
-    uint64_t tag;
+    uint64_t tag;   // connection-table tag (the VIP's index between classify and locate)
     uint64_t hash;
 };
 
@@ -43,7 +43,7 @@ static_assert(offsetof(us_parsed, src) == offsetof(us_session_key, src) &&
 
 enum class Verdict { dropped, kernel, pending };
 
-// Pass 1: parse, find the VIP, hash the session and start loading its bucket entry and connection set.
+// Pass 1: parse and find the VIP.
 static inline Verdict classify(Worker &w, const Snapshot &s, rte_mbuf *m, Pending &q)
 {
     if (m->nb_segs != 1) {
@@ -77,25 +77,27 @@ static inline Verdict classify(Worker &w, const Snapshot &s, rte_mbuf *m, Pendin
         drop(w, m, US_DROP_no_vip);
         return Verdict::dropped;
     }
-    const Vip &vip = s.vips[vip_index];
-    const Pool &pool = s.pools[vip.pool];
-    if (vip.affinity == uint8_t(Affinity::client))
-        std::memset(p.sport, 0, 4);  // the ports are not read after this
-    uint64_t hash = us_siphash(s.secret.data(), reinterpret_cast<const uint8_t *>(&p), US_KEY_LEN, US_SESSION_C,
-                               US_SESSION_D);
     q.m = m;
-    q.vip = &vip;
-    q.pool = &pool;
+    q.vip = &s.vips[vip_index];
+    q.pool = &s.pools[q.vip->pool];
+    q.tag = uint16_t(vip_index);  // until locate() turns it into the connection-table tag
+    if (q.vip->affinity == uint8_t(Affinity::client))
+        std::memset(p.sport, 0, 4);  // the ports are not read after this
+    return Verdict::pending;
+}
+
+// Pass 1, with the session hash: start loading the bucket entry and the connection set.
+static inline void locate(Worker &w, Pending &q, uint64_t hash)
+{
     q.hash = hash;
-    q.entry = &pool.entries[hash & pool.mask];
+    q.entry = &q.pool->entries[hash & q.pool->mask];
     rte_prefetch0(q.entry);
     q.set = nullptr;
-    if (vip.conn_table) {
-        q.tag = conn_tag(hash, uint16_t(vip_index));
+    if (q.vip->conn_table) {
+        q.tag = conn_tag(hash, uint16_t(q.tag));
         q.set = &conn_set(w.conn, q.tag);
         rte_prefetch0(q.set);
     }
-    return Verdict::pending;
 }
 
 // Where a VIP packet goes: the connection table's server for an established flow while it stays
@@ -166,9 +168,10 @@ static inline bool forward(Worker &w, const Snapshot &s, const Pending &q, uint3
     return true;
 }
 
-// Two passes so that the per-flow memory reads of a whole burst (bucket entries, connection sets) are in
-// flight together: with many flows each one is a cache or TLB miss, and handled one packet at a time
-// every miss would wait alone.
+// In passes over the burst: parse and find the VIPs; hash the sessions two at a time and prefetch their
+// per-flow state; choose and rewrite. The per-flow reads of a whole burst (bucket entries, connection
+// sets) are then in flight together: with many flows each is a cache miss, and handled one packet at a
+// time every miss would wait alone.
 BurstResult process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n, uint32_t now,
                           rte_mbuf **tx, rte_mbuf **exc)
 {
@@ -177,14 +180,15 @@ BurstResult process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_
     uint16_t n_pending = 0;
     constexpr uint16_t kAhead = 4;
     n = std::min(n, kBurst);
+    w.stats.counters[US_CTR_rx_packets] += n;
+    uint64_t rx_bytes = 0;
     for (uint16_t i = 0; i < n && i < kAhead; i++)
         rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
     for (uint16_t i = 0; i < n; i++) {
         if (i + kAhead < n)
             rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kAhead], void *));
         rte_mbuf *m = pkts[i];
-        w.stats.counters[US_CTR_rx_packets]++;
-        w.stats.counters[US_CTR_rx_bytes] += rte_pktmbuf_pkt_len(m);
+        rx_bytes += rte_pktmbuf_pkt_len(m);
         switch (classify(w, s, m, pending[n_pending])) {
         case Verdict::pending:
             n_pending++;
@@ -196,7 +200,23 @@ BurstResult process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_
             break;
         }
     }
-    for (uint16_t i = 0; i < n_pending; i++)
+    w.stats.counters[US_CTR_rx_bytes] += rx_bytes;
+
+    const uint8_t *secret = s.secret.data();
+    uint16_t i = 0;
+    for (; i + 1 < n_pending; i += 2) {
+        uint64_t h[2];
+        us_session_hash_x2(secret, reinterpret_cast<const uint8_t *>(&pending[i].p),
+                           reinterpret_cast<const uint8_t *>(&pending[i + 1].p), &h[0], &h[1]);
+        locate(w, pending[i], h[0]);
+        locate(w, pending[i + 1], h[1]);
+    }
+    if (i < n_pending)
+        locate(w, pending[i],
+               us_siphash(secret, reinterpret_cast<const uint8_t *>(&pending[i].p), US_KEY_LEN, US_SESSION_C,
+                          US_SESSION_D));
+
+    for (i = 0; i < n_pending; i++)
         if (forward(w, s, pending[i], now))
             tx[r.n_tx++] = pending[i].m;
     return r;

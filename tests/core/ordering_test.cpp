@@ -26,6 +26,16 @@ TEST(SessionKey, MatchesOracle)
         EXPECT_EQ(std::vector<uint8_t>((uint8_t *)&key, (uint8_t *)&key + US_KEY_LEN), want) << c.dump();
         uint64_t h = session_hash(secret_of(c["secret"]), key);
         EXPECT_EQ(h, u64_of(c["session_hash"])) << c.dump();
+        // The data plane's two-at-a-time form, with this key in either lane beside another one.
+        us_session_key other = key;
+        other.src[15] ^= 0x5a;
+        uint64_t h2[2];
+        Secret secret = secret_of(c["secret"]);
+        us_session_hash_x2(secret.data(), (const uint8_t *)&key, (const uint8_t *)&other, &h2[0], &h2[1]);
+        EXPECT_EQ(h2[0], u64_of(c["session_hash"])) << c.dump();
+        EXPECT_EQ(h2[1], session_hash(secret, other));
+        us_session_hash_x2(secret.data(), (const uint8_t *)&other, (const uint8_t *)&key, &h2[0], &h2[1]);
+        EXPECT_EQ(h2[1], u64_of(c["session_hash"])) << c.dump();
         EXPECT_EQ(us_bucket_of(h, c["table_bits"]), c["bucket"].get<uint32_t>()) << c.dump();
     }
 }
