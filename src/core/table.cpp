@@ -25,8 +25,48 @@ PoolTable::PoolTable(const Secret &secret, uint32_t table_bits) : secret_(secret
 
 size_t PoolTable::memory_bytes() const
 {
+    size_t listed = 0;
+    for (const auto &l : listed_)
+        listed += l.capacity() * sizeof(uint32_t);
     return entries_.capacity() * sizeof(us_bucket_entry) + top_score_.capacity() * sizeof(double) +
-           top_slot_.capacity() * sizeof(uint16_t) + members_.capacity() * sizeof(Member);
+           top_slot_.capacity() * sizeof(uint16_t) + members_.capacity() * sizeof(Member) + listed;
+}
+
+void PoolTable::note_listed(uint16_t slot, uint32_t bucket)
+{
+    if (!indexing_)
+        return;
+    if (slot >= listed_.size())
+        listed_.resize(size_t(slot) + 1);
+    listed_[slot].push_back(bucket);
+    listed_total_++;
+}
+
+void PoolTable::rebuild_index()
+{
+    std::vector<uint32_t> count(members_.size(), 0);
+    for (uint16_t slot : top_slot_)
+        if (slot != US_NO_SERVER)
+            count[slot]++;
+    listed_.assign(members_.size(), {});
+    for (size_t s = 0; s < members_.size(); s++)
+        listed_[s].reserve(count[s] + count[s] / 8 + 16);  // room to grow before a vector doubles
+    listed_total_ = 0;
+    for (size_t i = 0; i < top_slot_.size(); i++) {
+        uint16_t slot = top_slot_[i];
+        if (slot != US_NO_SERVER) {
+            listed_[slot].push_back(uint32_t(i / kTop));
+            listed_total_++;
+        }
+    }
+    indexing_ = true;
+}
+
+// Called at the end of each change: stale entries cost memory and time, bounded to as many as live ones.
+void PoolTable::compact_index()
+{
+    if (listed_total_ > 2 * top_slot_.size() + 4096)
+        rebuild_index();
 }
 
 void PoolTable::refresh_dense()
@@ -197,6 +237,8 @@ PoolTable::Choice PoolTable::compute_bucket(uint32_t bucket, Scratch &scratch)
     for (int k = 0; k < kTop; k++) {
         top_score_[base + k] = k < count ? top[k].score : 0.0;
         top_slot_[base + k] = k < count ? slots[k] : uint16_t(US_NO_SERVER);
+        if (k < count)
+            note_listed(slots[k], bucket);
     }
     uint16_t primary = count ? slots[0] : uint16_t(US_NO_SERVER);
     return Choice{primary, serving_from_top(bucket, scratch)};
@@ -278,6 +320,7 @@ void PoolTable::build(std::vector<Member> members, unsigned threads)
     top_score_.assign(size_t(buckets()) * kTop, 0.0);
     top_slot_.assign(size_t(buckets()) * kTop, uint16_t(US_NO_SERVER));
     overflow_.assign(buckets(), 0);
+    indexing_ = false;  // threads share the index: it is built from the caches afterwards
 
     if (threads == 0)
         threads = std::max(1u, std::thread::hardware_concurrency());
@@ -291,6 +334,7 @@ void PoolTable::build(std::vector<Member> members, unsigned threads)
     for (auto &th : pool)
         th.join();
     overflow_count_ = size_t(std::count(overflow_.begin(), overflow_.end(), uint8_t(1)));
+    rebuild_index();
     changed_.clear();
 }
 
@@ -309,53 +353,6 @@ bool PoolTable::overflowed(uint32_t bucket) const
     return serving == US_NO_SERVER || position_in_top(&top_slot_[size_t(bucket) * kTop], serving) < 0;
 }
 
-// Positions i in a[0..n) where a[i] == v: the cache scan of a health change, a few MB per pool.
-static void find_u16_scalar(const uint16_t *a, size_t first, size_t n, uint16_t v, std::vector<uint32_t> &out)
-{
-    for (size_t i = first; i < n; i++)
-        if (a[i] == v)
-            out.push_back(uint32_t(i));
-}
-
-__attribute__((target("avx512bw"))) static void find_u16_avx512(const uint16_t *a, size_t n, uint16_t v,
-                                                                std::vector<uint32_t> &out)
-{
-    const __m512i needle = _mm512_set1_epi16(short(v));
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32)
-        for (uint32_t m = _mm512_cmpeq_epi16_mask(_mm512_loadu_si512(a + i), needle); m; m &= m - 1)
-            out.push_back(uint32_t(i + unsigned(__builtin_ctz(m))));
-    find_u16_scalar(a, i, n, v, out);
-}
-
-__attribute__((target("avx2"))) static void find_u16_avx2(const uint16_t *a, size_t n, uint16_t v,
-                                                          std::vector<uint32_t> &out)
-{
-    const __m256i needle = _mm256_set1_epi16(short(v));
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + i));
-        // Two mask bits per 16-bit lane: keep the even ones.
-        uint32_t m = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi16(x, needle))) & 0x55555555u;
-        for (; m; m &= m - 1)
-            out.push_back(uint32_t(i + unsigned(__builtin_ctz(m)) / 2));
-    }
-    find_u16_scalar(a, i, n, v, out);
-}
-
-static void find_u16(const uint16_t *a, size_t n, uint16_t v, std::vector<uint32_t> &out)
-{
-    static const auto fn = [] {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512bw") ? find_u16_avx512
-               : __builtin_cpu_supports("avx2")   ? find_u16_avx2
-                                                  : [](const uint16_t *a, size_t n, uint16_t v, std::vector<uint32_t> &out) {
-                                                        find_u16_scalar(a, 0, n, v, out);
-                                                    };
-    }();
-    fn(a, n, v, out);
-}
-
 const std::vector<uint32_t> &PoolTable::set_operational(uint32_t slot, bool operational)
 {
     changed_.clear();
@@ -364,17 +361,28 @@ const std::vector<uint32_t> &PoolTable::set_operational(uint32_t slot, bool oper
     members_[slot].operational = operational;
     Scratch scratch;
     // Only buckets that list the server among their best, or whose serving server lies past the cache
-    // (all of the best are down), can change.
-    std::vector<uint32_t> hits;
-    find_u16(top_slot_.data(), top_slot_.size(), uint16_t(slot), hits);
-    for (uint32_t i : hits) {
-        uint32_t b = i / kTop;
-        commit(b, entries_[b].primary, serving_from_top(b, scratch));
-    }
-    if (overflow_count_ > 0)
-        for (uint32_t b = 0; b < buckets(); b++)
-            if (overflow_[b])
+    // (all of the best are down), can change. Neither path adds to the index.
+    if (slot < listed_.size()) {
+        // Scattered buckets, each two cache misses (cache, entry): ask for them well ahead.
+        const std::vector<uint32_t> &mine = listed_[slot];
+        constexpr size_t kAhead = 16;
+        auto prefetch = [&](size_t i) {
+            if (i < mine.size()) {
+                __builtin_prefetch(&top_slot_[size_t(mine[i]) * kTop]);
+                __builtin_prefetch(&entries_[mine[i]], 1);
+            }
+        };
+        for (size_t i = 0; i < kAhead; i++)
+            prefetch(i);
+        for (size_t i = 0; i < mine.size(); i++) {
+            prefetch(i + kAhead);
+            uint32_t b = mine[i];
+            if (position_in_top(&top_slot_[size_t(b) * kTop], slot) >= 0)
                 commit(b, entries_[b].primary, serving_from_top(b, scratch));
+        }
+    }
+    for_each_overflowed([&](uint32_t b) { commit(b, entries_[b].primary, serving_from_top(b, scratch)); });
+    std::sort(changed_.begin(), changed_.end());
     return changed_;
 }
 
@@ -438,6 +446,7 @@ void PoolTable::update_member_score(uint32_t slot, uint32_t weight, bool was_pre
         }
         top[at] = uint16_t(slot);
         score[at] = r.score;
+        note_listed(uint16_t(slot), b);
         commit(b, top[0], serving_from_top(b, scratch));
     }
 }
@@ -450,6 +459,7 @@ const std::vector<uint32_t> &PoolTable::set_weight(uint32_t slot, uint32_t weigh
     members_[slot].weight = weight;
     refresh_dense();
     update_member_score(slot, weight, true);
+    compact_index();
     return changed_;
 }
 
@@ -468,6 +478,7 @@ uint32_t PoolTable::add(const Member &member)
     members_[slot].present = true;
     refresh_dense();
     update_member_score(slot, member.weight, false);
+    compact_index();
     return slot;
 }
 
@@ -479,12 +490,25 @@ const std::vector<uint32_t> &PoolTable::remove(uint32_t slot)
     members_[slot] = Member{};
     refresh_dense();
     Scratch scratch;
-    for (uint32_t b = 0; b < buckets(); b++) {
-        if (position_in_top(&top_slot_[size_t(b) * kTop], slot) >= 0 || overflowed(b)) {
+    // Its buckets (through the index; recomputing adds the others that enter those caches to it), and
+    // those whose serving server lies past the cache.
+    std::vector<uint32_t> mine;
+    if (slot < listed_.size()) {
+        mine.swap(listed_[slot]);
+        listed_total_ -= mine.size();
+    }
+    for (uint32_t b : mine) {
+        if (position_in_top(&top_slot_[size_t(b) * kTop], slot) >= 0) {
             Choice c = compute_bucket(b, scratch);
             commit(b, c.primary, c.serving);
         }
     }
+    for_each_overflowed([&](uint32_t b) {
+        Choice c = compute_bucket(b, scratch);
+        commit(b, c.primary, c.serving);
+    });
+    std::sort(changed_.begin(), changed_.end());
+    compact_index();
     return changed_;
 }
 

@@ -3,15 +3,18 @@
 //
 // Per bucket it keeps the best kTop servers of the ordering with their scores. serving is the first
 // operational one of those; only when all of them are down does a bucket need its full ordering again.
-// A weight change or a new backend costs one hash per bucket; a health change costs a scan of the cache.
+// A weight change or a new backend costs one hash per bucket; a health change costs work on the buckets
+// that list that server in their cache only (found through a per-server index).
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <set>
 #include <span>
 #include <vector>
 
 #include "config.h"
+#include "huge_pages.h"
 #include "ordering.h"
 #include "us_key.h"
 
@@ -77,6 +80,26 @@ class PoolTable {
     void commit(uint32_t bucket, uint16_t primary, uint16_t serving);
     Rank rank_of(uint32_t bucket, uint32_t k) const;
     bool overflowed(uint32_t bucket) const;
+    // Calls f(bucket) for each bucket marked overflowed (rare: all of its cache down), 8 marks at a time.
+    template <typename F>
+    void for_each_overflowed(F f)
+    {
+        if (overflow_count_ == 0)
+            return;
+        uint32_t b = 0;
+        for (; b + 8 <= buckets(); b += 8) {
+            uint64_t word;
+            std::memcpy(&word, &overflow_[b], 8);  // marks are 0 or 1: one bit per byte
+            for (; word; word &= word - 1)
+                f(b + uint32_t(__builtin_ctzll(word)) / 8);
+        }
+        for (; b < buckets(); b++)
+            if (overflow_[b])
+                f(b);
+    }
+    void note_listed(uint16_t slot, uint32_t bucket);
+    void rebuild_index();
+    void compact_index();
 
     Secret secret_;
     uint32_t table_bits_;
@@ -84,11 +107,18 @@ class PoolTable {
     std::vector<uint32_t> dense_ids_;    // ids of present members, for whole-bucket scans
     std::vector<uint16_t> dense_slots_;  // their slots
     std::vector<double> dense_weights_;  // their weights, for the vectorised pruning
-    std::vector<us_bucket_entry> entries_;
-    std::vector<double> top_score_;      // kTop per bucket, best first
-    std::vector<uint16_t> top_slot_;     // US_NO_SERVER past the end when fewer than kTop members
-    std::vector<uint8_t> overflow_;      // per bucket: 1 when its serving server lies past the cache
+    HugeVector<us_bucket_entry> entries_;
+    HugeVector<double> top_score_;       // kTop per bucket, best first
+    HugeVector<uint16_t> top_slot_;      // US_NO_SERVER past the end when fewer than kTop members
+    HugeVector<uint8_t> overflow_;       // per bucket: 1 when its serving server lies past the cache
     size_t overflow_count_ = 0;
+    // Per slot, the buckets whose cache listed it at some point: appended to when a member enters a cache,
+    // never trimmed one by one, so an entry may be stale or repeated and is checked against the cache
+    // before use; rebuilt from the caches once it holds twice as many entries. A health change then
+    // touches that server's buckets instead of scanning every cache (megabytes per pool).
+    std::vector<std::vector<uint32_t>> listed_;
+    size_t listed_total_ = 0;
+    bool indexing_ = false;  // off during the parallel full build, which rebuilds the index after
     std::vector<uint32_t> changed_;
 };
 

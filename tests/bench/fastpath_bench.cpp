@@ -333,9 +333,9 @@ PipelineEnv &pipeline_env(const PipelineSpec &spec)
     env->snapshot = std::move(*snapshot);
     env->worker = std::make_unique<dp::Worker>();
     std::memset(&env->worker->stats, 0, sizeof env->worker->stats);
-    // Sized as docs/configuration.md recommends: at least twice the flows, the default 2^20 at least.
+    // Sized as docs/configuration.md recommends: at least four times the flows, the default 2^20 at least.
     uint32_t conn_entries = 1u << 20;
-    while (conn_entries < 2 * spec.flows)
+    while (conn_entries < 4 * spec.flows)
         conn_entries *= 2;
     if (!dp::conn_table_create(env->worker->conn, conn_entries, SOCKET_ID_ANY)) {
         env->error = "cannot allocate the connection table";

@@ -127,6 +127,34 @@ TEST(PoolTable, IncrementalChangesMatchPlainOrdering)
     }
 }
 
+// Health changes find their buckets through a per-server index that weight changes and additions append
+// to and that is rebuilt when it grows: after enough changes to rebuild it several times, every health
+// change still gives exactly the plain ordering, and the index stays bounded.
+TEST(PoolTable, HealthChangesStayExactAcrossIndexRebuilds)
+{
+    std::mt19937 rng(5);
+    PoolTable t(kSecret, 8);
+    t.build(random_members(rng, 40), 1);
+    size_t memory_after_build = t.memory_bytes();
+    for (int step = 0; step < 3000; step++) {
+        uint32_t slot = uint32_t(rng() % t.members().size());
+        if (!t.members()[slot].present)
+            continue;
+        if (step % 3 == 0) {
+            t.set_operational(slot, !t.members()[slot].operational);
+            if (step % 30 == 0)
+                expect_matches_plain(t, "step " + std::to_string(step));
+        } else {
+            t.set_weight(slot, 1 + uint32_t(rng() % 300));
+        }
+    }
+    for (uint32_t slot = 0; slot < t.members().size(); slot++) {
+        t.set_operational(slot, !t.members()[slot].operational);
+        expect_matches_plain(t, "final toggle of slot " + std::to_string(slot));
+    }
+    EXPECT_LT(t.memory_bytes(), memory_after_build + 4 * 2 * t.buckets() * PoolTable::kTop * sizeof(uint32_t) + 65536);
+}
+
 // Taking one of N servers down moves exactly the buckets it served, and bringing it back restores them.
 TEST(PoolTable, FailureMovesOnlyTheFailedServersBuckets)
 {

@@ -21,10 +21,10 @@ def backend_address(family, i):
 
 
 def conn_table_size(flows):
-    """The sizing docs/configuration.md recommends: at least twice the flows a worker sees, and the default
+    """The sizing docs/configuration.md recommends: at least four times the flows a worker sees, and the default
     (2^20) at least."""
     size = 1 << 20
-    while size < 2 * flows:
+    while size < 4 * flows:
         size *= 2
     return size
 
