@@ -16,29 +16,36 @@ namespace understudy::dp {
 
 uint16_t StatIndex::backend(const std::string &pool, uint32_t id)
 {
-    auto key = std::make_pair(pool, id);
-    if (auto it = backends_.find(key); it != backends_.end())
+    auto pit = backends_.find(pool);
+    if (pit == backends_.end())
+        pit = backends_.emplace(pool, std::unordered_map<uint32_t, uint16_t>{}).first;
+    if (auto it = pit->second.find(id); it != pit->second.end())
         return it->second;
     uint16_t index;
     if (!free_backends_.empty()) {
         index = free_backends_.back();
         free_backends_.pop_back();
-    } else if (backends_.size() < kMaxBackendStats - 1) {
-        index = uint16_t(backends_.size());
+    } else if (backend_count_ < kMaxBackendStats - 1) {
+        index = uint16_t(backend_count_);
     } else {
         return uint16_t(kMaxBackendStats - 1);  // shared overflow slot
     }
-    backends_[key] = index;
+    pit->second[id] = index;
+    backend_count_++;
     return index;
 }
 
 void StatIndex::forget_backend(const std::string &pool, uint32_t id)
 {
-    auto it = backends_.find(std::make_pair(pool, id));
-    if (it == backends_.end())
+    auto pit = backends_.find(pool);
+    if (pit == backends_.end())
+        return;
+    auto it = pit->second.find(id);
+    if (it == pit->second.end())
         return;
     free_backends_.push_back(it->second);
-    backends_.erase(it);
+    pit->second.erase(it);
+    backend_count_--;
 }
 
 uint16_t StatIndex::vip(const Address &address, uint16_t port, Protocol protocol)
@@ -158,7 +165,8 @@ static uint16_t ipv4_fixed_sum(const uint8_t src[4], const uint8_t dst[4])
 std::vector<Backend> build_backends(const Config &config, const understudy::Pool &cp, const PoolTable &t,
                                     const SnapshotOptions &options)
 {
-    std::map<uint32_t, const understudy::Backend *> by_id;
+    std::unordered_map<uint32_t, const understudy::Backend *> by_id;
+    by_id.reserve(cp.backends.size());
     for (const auto &b : cp.backends)
         by_id[b.id] = &b;
     const Address src_v4 = source_v4(config);

@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <optional>
 #include <span>
 #include <memory>
@@ -108,7 +109,9 @@ class StatIndex {
     void forget_backend(const std::string &pool, uint32_t id);
 
   private:
-    std::map<std::pair<std::string, uint32_t>, uint16_t> backends_;
+    // pool -> backend ID -> index: looked up for every backend of a pool on every publication
+    std::map<std::string, std::unordered_map<uint32_t, uint16_t>, std::less<>> backends_;
+    size_t backend_count_ = 0;
     std::vector<uint16_t> free_backends_;
     std::map<std::tuple<Address, uint16_t, uint8_t>, uint16_t> vips_;
 };
