@@ -2,9 +2,6 @@
 // view (health probes, table builder), answers the same kind of control socket as the balancer, and
 // detaches on SIGINT/SIGTERM. SIGHUP reloads the config.
 #include <signal.h>
-#include <sys/epoll.h>
-#include <sys/signalfd.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -13,7 +10,7 @@
 
 #include "agent.h"
 #include "control/api.h"
-#include "control/event_loop.h"
+#include "control/control_loop.h"
 #include "core/lookup.h"
 
 namespace understudy {
@@ -68,14 +65,7 @@ static int run(const std::string &path, const std::string &socket_override)
         std::cerr << s.error() << "\n";
         return 2;
     }
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    int sfd = block_control_signals();
 
     Agent agent(log);
     std::string socket = socket_override.empty() ? config->agent.socket : socket_override;
@@ -96,36 +86,10 @@ static int run(const std::string &path, const std::string &socket_override)
         log(s.error());
         return 1;
     }
-    bool running = true;
-    loop.add(sfd, EPOLLIN, [&](uint32_t) {
-        signalfd_siginfo si;
-        while (read(sfd, &si, sizeof si) == sizeof si) {
-            if (si.ssi_signo == SIGHUP) {
-                auto s = reload();
-                log(s ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + s.error());
-            } else {
-                log(std::string("signal ") + strsignal(int(si.ssi_signo)) + ": stopping");
-                running = false;
-            }
-        }
-    });
-    loop.add(agent.health().fd(), EPOLLIN, [&](uint32_t) { agent.health().run(); });
-    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    itimerspec tick{{0, 500'000'000}, {0, 500'000'000}};
-    timerfd_settime(tfd, 0, &tick, nullptr);
-    loop.add(tfd, EPOLLIN, [&](uint32_t) {
-        uint64_t n;
-        [[maybe_unused]] ssize_t r = read(tfd, &n, sizeof n);
-        agent.refresh_neighbors();
-    });
     log("control socket " + socket);
-    while (running) {
-        int timeout = agent.health().next_timeout_ms();
-        loop.run_once(timeout < 0 ? 1000 : std::min(timeout, 1000));
-        agent.health().run();
-    }
+    // Housekeeping every 500 ms: next hops of the backends this host forwards to.
+    ControlLoop{loop, sfd, agent.health(), reload, log, 500, [&] { agent.refresh_neighbors(); }}.run();
     agent.stop();
-    ::close(tfd);
     ::close(sfd);
     return 0;
 }

@@ -5,9 +5,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
-#include <sys/epoll.h>
-#include <sys/signalfd.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -15,6 +12,7 @@
 
 #include "api.h"
 #include "balancer_api.h"
+#include "control_loop.h"
 #include "controller.h"
 #include "event_loop.h"
 #include "metrics.h"
@@ -120,14 +118,7 @@ int run_daemon(const DaemonOptions &o)
     Config initial = std::move(*loaded);
 
     // Block the signals before EAL starts its threads so that only the control thread's signalfd sees them.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    int sfd = block_control_signals();
 
     // The steering program's maps exist, with the VIPs in, before net_af_xdp loads the program.
     Steering steering;
@@ -200,43 +191,17 @@ int run_daemon(const DaemonOptions &o)
         " pools, " + std::to_string(dataplane.workers()) + " workers; control socket " + initial.control.socket +
         (initial.control.metrics.empty() ? "" : "; metrics http://" + initial.control.metrics + "/metrics"));
 
-    bool running = true;
-    loop.add(sfd, EPOLLIN, [&](uint32_t) {
-        signalfd_siginfo si;
-        while (read(sfd, &si, sizeof si) == sizeof si) {
-            if (si.ssi_signo == SIGHUP) {
-                auto st = reload();
-                log(st ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + st.error());
-            } else {
-                log(std::string("signal ") + strsignal(int(si.ssi_signo)) + ": stopping");
-                running = false;
-            }
-        }
-    });
-    loop.add(controller.health().fd(), EPOLLIN, [&](uint32_t) { controller.health().run(); });
-    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     // Housekeeping every 200 ms: next hops (so a new backend is reachable quickly), and once a second the
     // copy of the counters DPDK telemetry reads.
-    itimerspec tick{{0, 200'000'000}, {0, 200'000'000}};
-    timerfd_settime(tfd, 0, &tick, nullptr);
     unsigned ticks = 0;
-    loop.add(tfd, EPOLLIN, [&](uint32_t) {
-        uint64_t expirations;
-        [[maybe_unused]] ssize_t n = read(tfd, &expirations, sizeof expirations);
+    ControlLoop{loop, sfd, controller.health(), reload, log, 200, [&] {
         controller.refresh_neighbors();
         if (ticks++ % 5 == 0)
             TelemetryExport::instance().update(controller.stats_json(), controller.backends_json(""));
-    });
-
-    while (running) {
-        int timeout = controller.health().next_timeout_ms();
-        loop.run_once(timeout < 0 ? 1000 : std::min(timeout, 1000));
-        controller.health().run();  // due timers, even when no socket was ready
-    }
+    }}.run();
     dataplane.stop();
     std::cerr << stats_text(controller.config(), *dataplane.current(), dataplane.stats());
     dataplane.close();
-    ::close(tfd);
     ::close(sfd);
     return 0;
 }
