@@ -122,7 +122,7 @@ Status Controller::start(Config config)
 Status Controller::publish(const std::string &cause, uint64_t cause_ns, bool vips_changed)
 {
     if (vips_changed || !vip_table_) {
-        auto vips = dp::build_vip_table(config_, stat_index_, generation_ + 1);
+        auto vips = dp::build_vip_table(config_, stat_index_);
         if (!vips)
             return Error{vips.error()};
         vip_table_ = *vips;

@@ -362,25 +362,10 @@ const std::vector<uint32_t> &PoolTable::set_operational(uint32_t slot, bool oper
     Scratch scratch;
     // Only buckets that list the server among their best, or whose serving server lies past the cache
     // (all of the best are down), can change. Neither path adds to the index.
-    if (slot < listed_.size()) {
-        // Scattered buckets, each two cache misses (cache, entry): ask for them well ahead.
-        const std::vector<uint32_t> &mine = listed_[slot];
-        constexpr size_t kAhead = 16;
-        auto prefetch = [&](size_t i) {
-            if (i < mine.size()) {
-                __builtin_prefetch(&top_slot_[size_t(mine[i]) * kTop]);
-                __builtin_prefetch(&entries_[mine[i]], 1);
-            }
-        };
-        for (size_t i = 0; i < kAhead; i++)
-            prefetch(i);
-        for (size_t i = 0; i < mine.size(); i++) {
-            prefetch(i + kAhead);
-            uint32_t b = mine[i];
+    if (slot < listed_.size())
+        for (uint32_t b : listed_[slot])
             if (position_in_top(&top_slot_[size_t(b) * kTop], slot) >= 0)
                 commit(b, entries_[b].primary, serving_from_top(b, scratch));
-        }
-    }
     for_each_overflowed([&](uint32_t b) { commit(b, entries_[b].primary, serving_from_top(b, scratch)); });
     std::sort(changed_.begin(), changed_.end());
     return changed_;

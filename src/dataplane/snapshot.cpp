@@ -77,16 +77,9 @@ static void vip_insert(VipTable &t, const Address &addr, uint16_t port, Protocol
     std::memcpy(k.addr, addr.bytes.data(), 16);
     k.port_proto = vip_port_proto(rte_cpu_to_be_16(port), uint8_t(proto));
     k.vip = vip;
-    uint32_t mask = uint32_t(t.slots.size() - 1);
-    for (uint32_t i = uint32_t(vip_slot_hash(k.addr[0], k.addr[1], k.port_proto)) & mask;; i = (i + 1) & mask) {
-        VipSlot &v = t.slots[i];
-        if (v.port_proto == kVipSlotEmpty) {
-            v = k;
-            return;
-        }
-        if (v.addr[0] == k.addr[0] && v.addr[1] == k.addr[1] && v.port_proto == k.port_proto)
-            return;
-    }
+    VipSlot &v = t.slots[vip_probe(t.slots.data(), uint32_t(t.slots.size() - 1), k.addr[0], k.addr[1], k.port_proto)];
+    if (v.port_proto == kVipSlotEmpty)
+        v = k;
 }
 
 EntryArray::EntryArray(std::span<const us_bucket_entry> from)
@@ -109,7 +102,7 @@ EntryArray::~EntryArray()
         std::free(data_);
 }
 
-Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index, uint64_t)
+Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index)
 {
     if (config.vips.size() > kMaxVips)
         return Error{"at most " + std::to_string(kMaxVips) + " VIPs are supported"};
@@ -241,7 +234,7 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, std::shar
 Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, const std::vector<const PoolTable *> &tables,
                                                  const SnapshotOptions &options, uint64_t generation)
 {
-    auto vips = build_vip_table(config, *options.stat_index, generation);
+    auto vips = build_vip_table(config, *options.stat_index);
     if (!vips)
         return Error{vips.error()};
     std::vector<std::vector<us_bucket_entry>> owned;

@@ -73,18 +73,23 @@ inline uint64_t vip_slot_hash(uint64_t a0, uint64_t a1, uint32_t port_proto)
     return ((a0 ^ (a1 * 0x9e3779b97f4a7c15ULL) ^ port_proto) * 0xc2b2ae3d27d4eb4fULL) >> 32;
 }
 
-// The VIP of a packet, or -1. Open addressing with linear probing in a table at most a quarter full:
-// the scan stops at the first free slot, so a packet to no VIP costs a few compares whatever it carries
-// (the clusters are made by the configured VIPs only).
-inline int32_t vip_find(const VipSlot *slots, uint32_t mask, uint64_t a0, uint64_t a1, uint32_t port_proto)
+// Open addressing with linear probing in a table at most a quarter full: the index of the slot holding the
+// key, or of the free slot where the scan stopped. A packet to no VIP costs a few compares whatever it
+// carries (the clusters are made by the configured VIPs only).
+inline uint32_t vip_probe(const VipSlot *slots, uint32_t mask, uint64_t a0, uint64_t a1, uint32_t port_proto)
 {
     for (uint32_t i = uint32_t(vip_slot_hash(a0, a1, port_proto)) & mask;; i = (i + 1) & mask) {
         const VipSlot &v = slots[i];
-        if (v.addr[0] == a0 && v.addr[1] == a1 && v.port_proto == port_proto)
-            return int32_t(v.vip);
-        if (v.port_proto == kVipSlotEmpty)
-            return -1;
+        if ((v.addr[0] == a0 && v.addr[1] == a1 && v.port_proto == port_proto) || v.port_proto == kVipSlotEmpty)
+            return i;
     }
+}
+
+// The VIP of a packet, or -1.
+inline int32_t vip_find(const VipSlot *slots, uint32_t mask, uint64_t a0, uint64_t a1, uint32_t port_proto)
+{
+    const VipSlot &v = slots[vip_probe(slots, mask, a0, a1, port_proto)];
+    return v.port_proto == kVipSlotEmpty ? -1 : int32_t(v.vip);
 }
 
 struct Source {
@@ -163,7 +168,7 @@ constexpr const char *kDefaultSourceV6 = "2001:db8:ffff::1";
 // A backend with no MAC from config or neighbour table gets 02:00:xx:xx:xx:xx built from its ID.
 rte_ether_addr default_backend_mac(uint32_t id);
 
-Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index, uint64_t generation);
+Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index);
 
 // The backends of one pool by table slot, with operational state from the table.
 std::vector<Backend> build_backends(const Config &config, const understudy::Pool &pool, const PoolTable &table,

@@ -73,7 +73,7 @@ TEST(VipTable, FindsEveryVipAndNothingElse)
     }
 
     StatIndex stats;
-    auto table = build_vip_table(config, stats, 1);
+    auto table = build_vip_table(config, stats);
     ASSERT_TRUE(table) << table.error();
     const VipTable &t = **table;
     ASSERT_EQ(t.vips.size(), config.vips.size());
@@ -115,7 +115,7 @@ TEST(VipTable, EmptyConfigFindsNothing)
 {
     Config config;
     StatIndex stats;
-    auto table = build_vip_table(config, stats, 1);
+    auto table = build_vip_table(config, stats);
     ASSERT_TRUE(table);
     EXPECT_EQ(find(**table, Key{Address::from_v4(0x0a000001).bytes, 80, 6}), -1);
 }
