@@ -54,8 +54,13 @@ class Namespace:
 
 
 class Topology:
-    def __init__(self, prefix="us", backends=4, balancers=1, clients=1, vips=("192.0.2.10",), edge=False):
+    def __init__(self, prefix="us", backends=4, balancers=1, clients=1, vips=("192.0.2.10",), edge=False,
+                 server_mtu=None, backend_gro=True):
+        """server_mtu: the MTU of the servers' segment (the router's server side, the balancers, the backends,
+        the edge host); None leaves the default (1500). The clients' segment stays at 1500."""
         self.prefix = prefix
+        self.server_mtu = server_mtu
+        self.backend_gro = backend_gro
         self.n_backends = backends
         self.n_balancers = balancers
         self.n_clients = clients
@@ -109,19 +114,30 @@ class Topology:
         return names
 
     # building
-    def _attach(self, ns, tag, bridge="br0", ifname="eth0"):
-        """A veth from ns (named ifname there) to a bridge."""
+    def _attach(self, ns, tag, bridge="br0", ifname="eth0", gro=False, mtu=None):
+        """A veth from ns (named ifname there) to a bridge. gro: GRO on the switch-side end (only where a
+        host's XDP program transmits, see below); mtu: on both ends (default 1500)."""
         inner, outer = f"{self.prefix}{tag}i", f"{self.prefix}{tag}o"
         sh("ip", "link", "add", inner, "type", "veth", "peer", "name", outer)
+        if mtu:
+            sh("ip", "link", "set", inner, "mtu", str(mtu))
+            sh("ip", "link", "set", outer, "mtu", str(mtu))
         sh("ip", "link", "set", inner, "netns", ns.name)
         sh("ip", "link", "set", outer, "netns", self.sw().name)
         ns.run("ip", "link", "set", inner, "name", ifname)
         ns.run("ip", "link", "set", ifname, "up")
         ns.run("ip", "link", "set", "lo", "up")
         self.sw().run("ip", "link", "set", outer, "master", bridge, "up")
-        # XDP_TX on a veth (an agent forwarding a packet) needs NAPI on the peer: GRO turns it on.
-        self.sw().run("ethtool", "-K", outer, "gro", "on", check=False)
-        # Checksums must be complete on the wire: the balancer forwards frames as they are.
+        # GRO on a switch-side veth merges the frames its host sends into one large packet, which the bridge
+        # and the router pass on whole: reaching a balancer's DPDK port (net_af_packet), such a packet arrives
+        # cut to the ring's frame size and is dropped as bad_ip_length (bulk TCP through the balancer then
+        # crawls at well under 1 Mbit/s). So GRO is off everywhere except on backends' ports: XDP_TX on a veth
+        # (an agent forwarding a packet) needs NAPI on the peer, and GRO turns it on; what a backend sends
+        # goes to the kernel stacks of the router, the clients or other backends, never to a DPDK port
+        # (the balancers' health probes are answered with small segments).
+        self.sw().run("ethtool", "-K", outer, "gro", "on" if gro else "off", check=False)
+        # Checksums must be complete on the wire: the balancer forwards frames as they are. (With transmit
+        # checksumming off the kernel also segments before the wire: no TSO super-frames.)
         ns.run("ethtool", "-K", ifname, "tx", "off", check=False)
 
     def up(self):
@@ -137,7 +153,7 @@ class Topology:
             sw.run("ip", "link", "set", br, "up")
         r = self.router()
         self._attach(r, "rc", bridge="br1", ifname="eth1")
-        self._attach(r, "rs", bridge="br0", ifname="eth0")
+        self._attach(r, "rs", bridge="br0", ifname="eth0", mtu=self.server_mtu)
         r.run("ip", "addr", "add", f"{self.ROUTER_CLIENT_SIDE}/24", "dev", "eth1")
         r.run("ip", "addr", "add", f"{self.ROUTER_SERVER_SIDE}/24", "dev", "eth0")
         r.run("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1")
@@ -148,10 +164,10 @@ class Topology:
             c.run("ip", "addr", "add", f"{self.client_addr(i)}/24", "dev", "eth0")
             c.run("ip", "route", "add", "default", "via", self.ROUTER_CLIENT_SIDE)
         for i in range(1, self.n_balancers + 1):
-            self._attach(self.balancer(i), f"l{i}")
+            self._attach(self.balancer(i), f"l{i}", mtu=self.server_mtu)
         for i in range(1, self.n_backends + 1):
             b = self.backend(i)
-            self._attach(b, f"b{i}")
+            self._attach(b, f"b{i}", gro=self.backend_gro, mtu=self.server_mtu)
             b.run("ip", "addr", "add", f"{self.backend_addr(i)}/24", "dev", "eth0")
             b.run("ip", "route", "add", "default", "via", self.ROUTER_SERVER_SIDE)
             for vip in self.vips:
@@ -160,7 +176,7 @@ class Topology:
             b.run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
         if self.with_edge:
             e = self.edge()
-            self._attach(e, "e")
+            self._attach(e, "e", mtu=self.server_mtu)
             e.run("ip", "addr", "add", f"{self.EDGE_ADDR}/24", "dev", "eth0")
         return self
 
@@ -218,18 +234,22 @@ class Topology:
         "import http.server,socketserver,sys\n"
         "name=sys.argv[1]\n"
         "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    protocol_version=sys.argv[3] if len(sys.argv)>3 else 'HTTP/1.0'\n"
         "    def do_GET(self):\n"
         "        body=(name+' '+self.client_address[0]+':'+str(self.client_address[1])+'\\n').encode()\n"
         "        self.send_response(200); self.send_header('Content-Length',str(len(body))); self.end_headers()\n"
         "        self.wfile.write(body)\n"
         "    def log_message(self,*a): pass\n"
         "class S(socketserver.ThreadingMixIn,http.server.HTTPServer):\n"
-        "    allow_reuse_address=True; daemon_threads=True\n"
+        "    allow_reuse_address=True; daemon_threads=True; request_queue_size=256\n"
         "S(('0.0.0.0',int(sys.argv[2])),H).serve_forever()\n")
 
-    def start_http_server(self, i, port=8080):
-        """A server in backend i that names itself ("bI CLIENT:PORT") in its replies."""
-        p = self.backend(i).popen("/usr/bin/python3", "-c", self.HTTP_SERVER, f"b{i}", str(port),
+    def start_http_server(self, i, port=8080, keepalive=False):
+        """A server in backend i that names itself ("bI CLIENT:PORT") in its replies. keepalive: it speaks
+        HTTP/1.1 and keeps connections open between requests (for wrk); otherwise HTTP/1.0, one request per
+        connection."""
+        args = [f"b{i}", str(port)] + (["HTTP/1.1"] if keepalive else [])
+        p = self.backend(i).popen("/usr/bin/python3", "-c", self.HTTP_SERVER, *args,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(p)
         wait_for(lambda: f":{port} " in self.backend(i).run("ss", "-ltn").stdout, 10, f"HTTP server in backend {i}")
@@ -321,6 +341,26 @@ class Topology:
         for i in range(1, self.n_backends + 1):
             wait_for(lambda i=i: f":{port} " in self.backend(i).run("ss", "-lun").stdout, 10,
                      f"UDP sink in backend {i}")
+
+    def start_iperf_server(self, i, port, log_path):
+        """iperf3 -s in backend i, its results (JSON, one object per test) appended to log_path."""
+        p = self.backend(i).popen("iperf3", "-s", "-p", str(port), "-J", "--logfile", log_path, "--idle-timeout", "20",
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        wait_for(lambda: f":{port} " in self.backend(i).run("ss", "-ltn").stdout, 10, f"iperf3 server in backend {i}")
+        return p
+
+    def block_port(self, i, sources, port, table="usblock"):
+        """In backend i's namespace only: drop TCP packets to `port` from the given source addresses (as a
+        firewall between some hosts and this one would). unblock_port lifts it."""
+        b = self.backend(i)
+        b.run("nft", f"add table inet {table}")
+        b.run("nft", f"add chain inet {table} input {{ type filter hook input priority 0 ; }}")
+        for a in sources:
+            b.run("nft", f"add rule inet {table} input ip saddr {a} tcp dport {port} drop")
+
+    def unblock_port(self, i, table="usblock"):
+        self.backend(i).run("nft", f"delete table inet {table}", check=False)
 
     def stop_backend_servers(self, i, pattern):
         """Kills the processes in backend i whose command line contains pattern."""

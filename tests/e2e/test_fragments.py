@@ -44,13 +44,14 @@ class FragmentScenarios:
     def test_fragmented_datagrams_arrive_whole_at_one_backend(self):
         """200 datagrams of 3,000 bytes from 200 source ports: the balancer forwards 600 fragments (its
         `fragments` counter), no drop counter moves, and every datagram is received whole (the backend's
-        kernel reassembled it) by one backend: the one the daemon's live lookup names for the port-less key
+        kernel reassembled it) by one backend: the one tools/ordering_ref.py names for the port-less key
         of this client, asked through the affinity = "client" UDP VIP of the same address and pool (whose
         session key zeroes both ports, exactly as a fragment's does). Meanwhile long-lived connections see
-        no reset or stall over STALL_S and a parallel stream of new sessions all succeed where lookup says."""
+        no reset or stall over STALL_S and a parallel stream of new sessions all succeed where the reference
+        says."""
         c = self.cluster
         client = c.topo.client_addr(1)
-        target = c.lookup(1, [(client, 1, VIP, UDP_CLIENT_PORT, "udp")])[0]["serving"]
+        target = c.expected([(client, 1, VIP, UDP_CLIENT_PORT, "udp")])[0]["serving"]
         stream = c.stream(25000, 24)
         loop = c.http_loop(26000, 1000, pace=0.01, workers=2)
         try:
@@ -74,7 +75,7 @@ class FragmentScenarios:
 
         got = {i: counts1[i] - counts0[i] for i in counts1}
         self.assertEqual(got, {i: self.DATAGRAMS if i == target else 0 for i in counts1},
-                         f"datagrams received whole per backend (lookup names backend {target})")
+                         f"datagrams received whole per backend (the reference names backend {target})")
         self.assertEqual(after["counters"]["fragments"] - before["counters"]["fragments"],
                          self.FRAGMENTS_EACH * self.DATAGRAMS, "fragments forwarded")
         drops = {k: after["drops"][k] - before["drops"][k] for k in after["drops"]}
@@ -82,7 +83,7 @@ class FragmentScenarios:
 
         self.assertGreater(len(records), 50)
         self.assertEqual([r for r in records if not r["result"].startswith("b")], [], "every session succeeds")
-        lookups = c.lookup(1, [(client, r["sport"], VIP, HTTP_PORT, "tcp") for r in records])
+        lookups = c.expected([(client, r["sport"], VIP, HTTP_PORT, "tcp") for r in records])
         self.assertEqual([r["result"] for r in records], [f"b{w['serving']}" for w in lookups])
         bad = [x for x in report["conns"] if x["error"] or len(x["backends"]) != 1 or x["max_gap"] > STALL_S
                or x["last_reply"] < t_sent]

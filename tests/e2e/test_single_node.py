@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """End to end, one balancer node: real clients behind a router, `understudy run` on net_af_packet, real
 servers on five backends (four in the pool with weights 100/100/200/50, one spare), and an edge host on the
-servers' segment. Every assertion is about what clients saw, checked against the daemon's own live answers
-(`understudyctl lookup --batch`, `backend list`, `stats`).
+servers' segment. Every assertion is about what clients saw, checked against where tools/ordering_ref.py (the
+independent implementation of the ordering contract) puts each session given the configuration and the
+backends that are down, and against the daemon's counters (`backend list`, `stats`).
 
-    test_1  spread: 2,000 short sessions follow the bucket shares, each on the server lookup names
+    test_1  spread: 2,000 short sessions follow the bucket shares, each on the server the reference names
     test_2  bad input at the edge: malformed frames and packets counted under their exact drop reasons,
             the traffic around them undisturbed
     test_3  failover: a backend's servers die; detection time, where its sessions go, and no reset or stall
@@ -81,10 +82,10 @@ class SingleNodeScenarios:
         e2e.netns.wait_for(lambda: all(c.backends()[i]["operational"] for i in healthy), 10,
                            "every configured backend operational", c.logs[1])
 
-    def assertServedAsLookup(self, records, lookups, what):
-        wrong = [(r["sport"], r["result"], f"b{w['serving']}") for r, w in zip(records, lookups)
+    def assertServedAsExpected(self, records, expected, what):
+        wrong = [(r["sport"], r["result"], f"b{w['serving']}") for r, w in zip(records, expected)
                  if r["result"] != f"b{w['serving']}"]
-        self.assertEqual(wrong, [], f"{what}: (source port, client saw, lookup names) for sessions that differ")
+        self.assertEqual(wrong, [], f"{what}: (source port, client saw, reference names) for sessions that differ")
 
     def assertNoStall(self, report, conns, after=None, what="long-lived connections"):
         """conns: source ports that must have run clean: no reset or close, one backend throughout, no gap
@@ -104,7 +105,7 @@ class SingleNodeScenarios:
     # --- 1 -------------------------------------------------------------------------------------------
 
     def test_1_spread_follows_bucket_shares_and_lookup(self):
-        """2,000 sessions from distinct source ports: each lands where the daemon's lookup says, and the
+        """2,000 sessions from distinct source ports: each lands where the reference says, and the
         counts per backend match each backend's bucket share.
 
         Tolerances. Bucket shares: buckets fall to backends at random in proportion to weight, so a
@@ -112,7 +113,7 @@ class SingleNodeScenarios:
         (for p = 0.444: 0.0078), plus 1/B for granularity. Sessions: each source port's session hash is
         uniform, so a backend's count is Binomial(n = 2000, s) around its actual share s from `backend
         list`: SIGMAS * sqrt(n s (1-s)) (22 sessions for s = 0.444, 14 for s = 0.111). The per-session
-        check against lookup is exact."""
+        check against the reference is exact."""
         c = self.cluster
         backends = c.backends()
         total_w = sum(self.WEIGHTS.values())
@@ -124,11 +125,11 @@ class SingleNodeScenarios:
         self.assertNotIn(self.SPARE, backends)
 
         ports = list(range(10000, 12000))
-        want = c.lookup(1, flows(ports))
+        want = c.expected(flows(ports))
         records = c.http(ports, workers=8)
         failed = [r for r in records if not r["result"].startswith("b")]
         self.assertEqual(failed, [], "every session gets a reply")
-        self.assertServedAsLookup(records, want, "spread")
+        self.assertServedAsExpected(records, want, "spread")
         client = c.topo.client_addr(1)
         self.assertEqual([r for r in records if r["peer"] != f"{client}:{r['sport']}"], [],
                          "the server sees the client's own address and port (direct server return)")
@@ -207,12 +208,12 @@ class SingleNodeScenarios:
 
         # The traffic around them.
         self.assertGreater(len(records), 50, "the parallel sessions ran")
-        lookups = c.lookup(1, flows([r["sport"] for r in records]))
-        self.assertServedAsLookup(records, lookups, "sessions during the bad input")
+        want = c.expected(flows([r["sport"] for r in records]))
+        self.assertServedAsExpected(records, want, "sessions during the bad input")
         self.assertNoStall(report, [x["sport"] for x in report["conns"]], after=t_bad + 0.8)
-        echo = c.lookup(1, flows([x["sport"] for x in report["conns"]], dport=ECHO_PORT))
+        echo = c.expected(flows([x["sport"] for x in report["conns"]], dport=ECHO_PORT))
         self.assertEqual([x["backend"] for x in report["conns"]], [f"b{w['serving']}" for w in echo],
-                         "each long-lived connection is on the server lookup names")
+                         "each long-lived connection is on the server the reference names")
 
     # --- 3 -------------------------------------------------------------------------------------------
 
@@ -221,21 +222,22 @@ class SingleNodeScenarios:
     def test_3_failover(self):
         """Backend 2's servers are killed. Clients see: new sessions refused by it only until the detection
         time (fall x interval + timeout = 350 ms, + MARGIN_S), never after; its sessions (same source ports
-        as before the kill) land on the first other server of their ordering, per lookup before and after,
+        as before the kill) land on the first other server of their ordering (the reference with and without
+        the victim down),
         and nobody else's session moves; long-lived connections to the other backends go on with no reset
         and no gap over STALL_S; its own long-lived connections end (its kernel closes them)."""
         c = self.cluster
         victim = self.VICTIM
         ports = list(range(15000, 15400))
-        before_lookup = c.lookup(1, flows(ports))
+        before_lookup = c.expected(flows(ports))
         before = c.http(ports)
-        self.assertServedAsLookup(before, before_lookup, "before the failure")
+        self.assertServedAsExpected(before, before_lookup, "before the failure")
         on_victim = [p for p, w in zip(ports, before_lookup) if w["serving"] == victim]
         self.assertGreater(len(on_victim), 20, "enough sessions on the victim to say something")
 
         stream = c.stream(14000, 40)
         loop_ports = list(range(16000, 19000))
-        loop_lookup = {p: w for p, w in zip(loop_ports, c.lookup(1, flows(loop_ports)))}
+        loop_lookup = {p: w for p, w in zip(loop_ports, c.expected(flows(loop_ports)))}
         loop = c.http_loop(16000, len(loop_ports), pace=0.004, workers=2)
         try:
             time.sleep(1.0)
@@ -272,9 +274,9 @@ class SingleNodeScenarios:
               file=sys.stderr)
 
         # The same sessions as before: the victim's move to the first other server of their ordering.
-        after_lookup = c.lookup(1, flows(ports))
+        after_lookup = c.expected(flows(ports), down={victim})
         after = c.http(ports)
-        self.assertServedAsLookup(after, after_lookup, "after the failure")
+        self.assertServedAsExpected(after, after_lookup, "after the failure")
         for p, b, a in zip(ports, before_lookup, after_lookup):
             self.assertEqual(a["ordering"], b["ordering"], f"port {p}: the ordering never changes")
             if b["serving"] == victim:
@@ -303,16 +305,16 @@ class SingleNodeScenarios:
             c.kill_servers(victim)
             e2e.netns.wait_for(lambda: not c.backends()[victim]["operational"], 5, "the victim down", c.logs[1])
         ports = list(range(19500, 19900))
-        down_lookup = c.lookup(1, flows(ports))
+        down_lookup = c.expected(flows(ports), down={victim})
         self.assertFalse([w for w in down_lookup if w["serving"] == victim])
         t = e2e.now()
         c.start_servers(victim)
         e2e.netns.wait_for(lambda: c.backends()[victim]["operational"], 5, "the victim back", c.logs[1])
         print(f"\n  recovery: operational {e2e.now() - t:.2f} s after its servers started", file=sys.stderr)
 
-        up_lookup = c.lookup(1, flows(ports))
+        up_lookup = c.expected(flows(ports))
         records = c.http(ports)
-        self.assertServedAsLookup(records, up_lookup, "after recovery")
+        self.assertServedAsExpected(records, up_lookup, "after recovery")
         primary = [p for p, w in zip(ports, up_lookup) if w["primary"] == victim]
         self.assertGreater(len(primary), 20)
         self.assertEqual([r["sport"] for r in records if r["result"] == f"b{victim}"], primary,
@@ -327,7 +329,8 @@ class SingleNodeScenarios:
 
     def test_5_drain(self):
         """`backend drain`: the backend gets no new session while its established long-lived connections go on
-        (the connection table keeps them: lookup, which does not consult it, already names another server)."""
+        (the connection table keeps them: the reference, with the backend draining, already names another
+        server)."""
         c = self.cluster
         target = self.DRAINED
         stream = c.stream(20000, 40)
@@ -339,14 +342,15 @@ class SingleNodeScenarios:
             t_drain = e2e.now()
             b = c.backends()[target]
             self.assertEqual((b["state"], b["operational"], b["share"]), ("drain", True, 0.0))
-            echo_lookup = c.lookup(1, flows(on_target, dport=ECHO_PORT))
+            drained = {target: "drain"}
+            echo_lookup = c.expected(flows(on_target, dport=ECHO_PORT), states=drained)
             self.assertFalse([w for w in echo_lookup if w["serving"] == target],
-                             "for lookup, these flows now belong elsewhere")
+                             "for the reference, these flows now belong elsewhere")
 
             ports = list(range(20100, 20500))
-            lookups = c.lookup(1, flows(ports))
+            lookups = c.expected(flows(ports), states=drained)
             records = c.http(ports)
-            self.assertServedAsLookup(records, lookups, "while draining")
+            self.assertServedAsExpected(records, lookups, "while draining")
             self.assertFalse([r for r in records if r["result"] == f"b{target}"],
                              "no new session for the drained backend")
             time.sleep(1.5)
@@ -361,8 +365,8 @@ class SingleNodeScenarios:
 
     def test_6_growth(self):
         """`backend add` of the spare while long-lived connections are open: none of them breaks or stalls,
-        although lookup now gives some of their flows to the new backend (the connection table keeps them),
-        and new sessions reach the new backend where lookup says."""
+        although the reference now gives some of their flows to the new backend (the connection table keeps
+        them), and new sessions reach the new backend where the reference says."""
         c = self.cluster
         new = self.SPARE
         stream = c.stream(21000, 40)
@@ -371,19 +375,20 @@ class SingleNodeScenarios:
             c.ctl(1, "backend", "add", "--pool", "web", "--id", str(new), "--address", c.topo.backend_addr(new),
                   "--weight", "100")
             t_add = e2e.now()
+            c.weights[new] = 100  # the balancer's pool as the operator changed it, for the reference
             e2e.netns.wait_for(lambda: c.backends()[new]["operational"] and
                                any(h["id"] == new and h.get("probed") for h in c.health()), 5,
                                "the new backend probed up", c.logs[1])
             c.wait_forwarding(backend_ids=[new])
-            moved = [p for p, w in zip(echo_ports, c.lookup(1, flows(echo_ports, dport=ECHO_PORT)))
+            moved = [p for p, w in zip(echo_ports, c.expected(flows(echo_ports, dport=ECHO_PORT)))
                      if w["serving"] == new]
             ports = list(range(21100, 21500))
-            lookups = c.lookup(1, flows(ports))
+            lookups = c.expected(flows(ports))
             records = c.http(ports)
             time.sleep(1.0)
         finally:
             report = stream.stop()
-        self.assertServedAsLookup(records, lookups, "after growth")
+        self.assertServedAsExpected(records, lookups, "after growth")
         self.assertGreater(sum(1 for r in records if r["result"] == f"b{new}"), 20, "new sessions reach it")
         self.assertGreater(len(moved), 0, "some open connections' buckets went to the new backend")
         self.assertNoStall(report, echo_ports, after=t_add + 1.0)

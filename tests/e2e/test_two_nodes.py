@@ -81,7 +81,7 @@ class TwoNodeScenarios:
         counters show its part). Node 1 gets SIGTERM and its next hop leaves the router's multipath route at
         once. Then: node 1 exits 0; every long-lived connection goes on through node 2 on the same backend,
         with no reset and no gap over STALL_S, still answering 2 s later; every new session succeeds, on the
-        server node 2's lookup names."""
+        server the reference (tools/ordering_ref.py) names."""
         c = self.cluster
         stream = c.stream(23000, 48)
         loop = c.http_loop(24000, 4000, pace=0.005, workers=2)
@@ -110,9 +110,9 @@ class TwoNodeScenarios:
         print(f"  ECMP before the stop: node 1 {p1} packets, node 2 {p2} packets for the echo VIP", file=sys.stderr)
         self.assertGreater(min(p1, p2), 0.15 * (p1 + p2), "the router spreads the connections over both nodes")
 
-        echo_lookup = c.lookup(2, flows([x["sport"] for x in report["conns"]], dport=ECHO_PORT))
+        echo_lookup = c.expected(flows([x["sport"] for x in report["conns"]], dport=ECHO_PORT))
         self.assertEqual([x["backend"] for x in report["conns"]], [f"b{w['serving']}" for w in echo_lookup],
-                         "each long-lived connection is on the server lookup names")
+                         "each long-lived connection is on the server the reference names")
         # Times relative to the SIGTERM, to tell a break at the stop from one at any other moment.
         rel = lambda t: None if t is None else round(t - t_stop, 3)  # noqa: E731
         bad = [{"sport": x["sport"], "backends": x["backends"], "error": x["error"], "error_at": rel(x["error_at"]),
@@ -128,10 +128,10 @@ class TwoNodeScenarios:
         self.assertGreater(sum(1 for r in records if r["t0"] > t_routed), 100, "new sessions after the stop")
         failed = [dict(r, t0=rel(r["t0"]), t1=rel(r["t1"])) for r in records if not r["result"].startswith("b")]
         self.assertEqual(failed, [], "every new session succeeds (times from the SIGTERM)")
-        lookups = c.lookup(2, flows([r["sport"] for r in records]))
+        lookups = c.expected(flows([r["sport"] for r in records]))
         wrong = [(r["sport"], r["result"], w["serving"]) for r, w in zip(records, lookups)
                  if r["result"] != f"b{w['serving']}"]
-        self.assertEqual(wrong, [], "each session on the server lookup names")
+        self.assertEqual(wrong, [], "each session on the server the reference names")
 
 
 class TwoNodesL2dsr(TwoNodeScenarios, unittest.TestCase):
