@@ -65,6 +65,24 @@ struct {
     __array(values, struct us_table);
 } us_tables SEC(".maps");
 
+/* (pool, server ID) -> slot: the primary a GUE header names, in this host's slots. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, US_BPF_MAX_IDS);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct us_backend_id_key);
+    __type(value, __u32);
+} us_backend_ids SEC(".maps");
+
+/* The outer sources tunnels are accepted from; anything else on gue_port or IP-in-IP is dropped. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(max_entries, US_BPF_MAX_SOURCES);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct us_source_key);
+    __type(value, __u8);
+} us_tunnel_sources SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, US_BCTR_MAX);
@@ -75,9 +93,11 @@ struct {
 /* What the decision needs from the GUE header. */
 struct us_gue_info {
     __u64 session_hash;
+    __u32 primary_id;
     __u32 pool_digest;
     __u8 flags;
     __u8 hop_budget;
+    __u8 walked;
     __u8 inner_version;
 };
 
@@ -241,7 +261,8 @@ static __always_inline const struct us_bpf_backend *reachable(const struct us_bp
 
 /* Forward: the outer header now goes from this host to backend b, one hop of the budget spent. */
 static __always_inline int forward(struct xdp_md *ctx, const struct us_bpf_config *cfg,
-                                   const struct us_parsed *outer, const struct us_bpf_backend *b, __u32 counter)
+                                   const struct us_parsed *outer, const struct us_bpf_backend *b, __u8 budget,
+                                   __u8 walked, __u32 counter)
 {
     __u8 *data = (__u8 *)(long)ctx->data;
     __u8 *end = (__u8 *)(long)ctx->data_end;
@@ -254,7 +275,8 @@ static __always_inline int forward(struct xdp_md *ctx, const struct us_bpf_confi
         return pass(US_BCTR_bad_gue);
     __u8 *hop = udp + 8 + 4 + __builtin_offsetof(struct us_gue_private, hop_budget);
     __u8 old_hop[2] = {hop[0], hop[1]};
-    __u8 new_hop[2] = {(__u8)(hop[0] - 1), hop[1]};
+    /* hop_budget and walked are adjacent: budget is the received one, clamped, > 0 */
+    __u8 new_hop[2] = {(__u8)(budget - 1), walked};
 
     if (outer->ip_version == 4) {
         /* IPv4 header checksum over the new addresses; UDP checksum 0 (allowed over IPv4). */
@@ -285,6 +307,7 @@ static __always_inline int forward(struct xdp_md *ctx, const struct us_bpf_confi
         __builtin_memcpy(ip + 24, b->addr, 16);
     }
     hop[0] = new_hop[0];
+    hop[1] = new_hop[1];
     __builtin_memcpy(data, b->mac, 6);
     __builtin_memcpy(data + 6, cfg->own_mac, 6);
     count(counter);
@@ -304,9 +327,11 @@ static __always_inline int read_gue(const __u8 *gue, const __u8 *end, const __u8
     if (us_be16(pd) != US_GUE_PD_MAGIC || pd[2] != US_GUE_PD_VERSION)
         return 0;
     g->flags = pd[3];
+    g->primary_id = load_be32(pd + 4);
     g->session_hash = load_be64(pd + 8);
     g->pool_digest = load_be32(pd + 16);
     g->hop_budget = pd[20];
+    g->walked = pd[21];
     g->inner_version = gue[1] == US_IPPROTO_IPIP ? 4 : 6;
     return 1;
 }
@@ -348,6 +373,59 @@ static __always_inline int bucket_entry(__u32 pool_index, const struct us_bpf_po
     return 1;
 }
 
+/* The servers that may hold an established flow of the bucket, in the order every host walks them: the
+ * serving server, the two before it, the primary of this host's view and the primary the header names.
+ * `walked` (GUE private data) marks the places already tried, by the hosts before this one; this host marks
+ * its own, forwards to the first operational candidate not tried yet and marks it. Each forward marks one
+ * more of five places, so no packet is forwarded more than five times, whatever the views. */
+static __always_inline const struct us_bpf_backend *next_candidate(const struct us_bpf_config *cfg,
+                                                                   __u32 pool_index, const struct us_bpf_pool *pool,
+                                                                   const struct us_bucket_entry *e,
+                                                                   __u32 header_primary, __u8 outer_version,
+                                                                   __u8 *walked)
+{
+    __u16 c[5] = {e->serving, e->previous, e->previous2, e->primary, US_NO_SERVER};
+    struct us_backend_id_key key = {pool_index, header_primary};
+    const __u32 *slot = bpf_map_lookup_elem(&us_backend_ids, &key);
+    if (slot)
+        c[4] = (__u16)*slot;
+    __u16 me = pool->my_slot;
+    __u8 tried = *walked;
+#pragma unroll
+    for (int i = 0; i < 5; i++)
+        if (me != US_NO_SERVER && c[i] == me)
+            tried |= 1 << i;
+#pragma unroll
+    for (int i = 0; i < 5; i++) {
+        if ((tried >> i) & 1 || c[i] == US_NO_SERVER)
+            continue;
+        int seen = 0; /* an earlier place of the same server: tried, refused or chosen before this one */
+#pragma unroll
+        for (int j = 0; j < i; j++)
+            seen |= c[j] == c[i];
+        if (seen)
+            continue;
+        const struct us_bpf_backend *b = reachable(cfg, pool_index, pool, c[i], outer_version);
+        if (b && b->operational) {
+#pragma unroll
+            for (int j = 0; j < 5; j++)
+                if (c[j] == c[i])
+                    tried |= 1 << j;
+            *walked = tried;
+            return b;
+        }
+    }
+    return 0;
+}
+
+/* Whether the outer source may send tunnels here. */
+static __always_inline int trusted_source(const struct us_parsed *outer)
+{
+    struct us_source_key key = {.prefixlen = 128};
+    __builtin_memcpy(key.addr, outer->src, 16);
+    return bpf_map_lookup_elem(&us_tunnel_sources, &key) != 0;
+}
+
 static __always_inline int on_gue(struct xdp_md *ctx, const struct us_bpf_config *cfg, const struct us_parsed *outer)
 {
     const __u8 *data = (const __u8 *)(long)ctx->data;
@@ -376,41 +454,48 @@ static __always_inline int on_gue(struct xdp_md *ctx, const struct us_bpf_config
     if (g.pool_digest != pool->pool_digest)
         count(US_BCTR_digest_mismatch);
 
-    /* (a) the sender's connection table pinned the flow here */
-    if (g.flags & US_GUE_F_PINNED)
-        return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_pinned_served);
+    __u8 budget = g.hop_budget;
+    if (budget > cfg->max_hops) {
+        budget = cfg->max_hops;
+        count(US_BCTR_hop_clamped);
+    }
     struct us_bucket_entry entry;
     if (!bucket_entry(pool_index, pool, g.session_hash, &entry))
         return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_no_table);
     const struct us_bucket_entry *e = &entry;
     __u16 me = pool->my_slot;
-    /* (c) this host's view agrees: it is the bucket's serving server (checked before (b), which would serve
-     * too, to spare the socket lookup on the common path) */
+
+    if (in.proto == US_IPPROTO_TCP && !in.fragment && tcp_existing(&in, data, end)) {
+        /* A connection's segment: a local socket decides, whatever the table or the header say. */
+        if (has_local_socket(ctx, &in))
+            return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_local_socket_served);
+        /* Misdirected by some view: on to the next candidate that may hold it. */
+        if (budget == 0)
+            return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_gue_last_resort);
+        __u8 walked = g.walked;
+        const struct us_bpf_backend *b =
+            next_candidate(cfg, pool_index, pool, e, g.primary_id, outer->ip_version, &walked);
+        if (!b)
+            return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_no_holder_served);
+        return forward(ctx, cfg, outer, b, budget, walked, US_BCTR_misdirected_forwarded);
+    }
+    /* A SYN: this host's view places the new connection (never on an earlier server: the walk is for
+     * established flows). PINNED does not apply to TCP: a socket, not a flag, says where a flow lives. */
+    int tcp = in.proto == US_IPPROTO_TCP && !in.fragment;
+
+    /* Not TCP (or a fragment): no socket to ask; the sender's pin, then this host's view. */
+    if (!tcp && (g.flags & US_GUE_F_PINNED))
+        return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_pinned_served);
     if (me != US_NO_SERVER && e->serving == me)
         return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_gue_served);
-    /* (b) a connection that lives here stays here, whatever the table says now */
-    int existing = tcp_existing(&in, data, end);
-    if (existing && has_local_socket(ctx, &in))
-        return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_local_socket_served);
-    /* (d) no forward left */
-    if (g.hop_budget == 0)
+    if (budget == 0)
         return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_gue_last_resort);
-    /* (e) nobody is operational for the bucket in this host's view */
     if (e->serving == US_NO_SERVER)
         return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_gue_no_server);
-    /* (f) second chance: a TCP packet of a connection that is not here may still be at the bucket's previous
-     * server, if that one is up */
-    __u16 prev = e->previous;
-    if (existing && prev != US_NO_SERVER && prev != me && prev != e->serving) {
-        const struct us_bpf_backend *b = reachable(cfg, pool_index, pool, prev, outer->ip_version);
-        if (b && b->operational)
-            return forward(ctx, cfg, outer, b, US_BCTR_second_chance);
-    }
-    /* (g) this host's view wins: the bucket's serving server */
     const struct us_bpf_backend *b = reachable(cfg, pool_index, pool, e->serving, outer->ip_version);
     if (!b)
         return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_cannot_forward);
-    return forward(ctx, cfg, outer, b, US_BCTR_gue_forwarded);
+    return forward(ctx, cfg, outer, b, budget, g.walked, US_BCTR_gue_forwarded);
 }
 
 /* IP-in-IP (either family in either): decapsulated for the kernel if the inner packet is for a VIP. */
@@ -452,9 +537,18 @@ int us_backend(struct xdp_md *ctx)
     if (outer.proto == US_IPPROTO_UDP) {
         __u16 dport;
         __builtin_memcpy(&dport, outer.dport, 2);
-        if (cfg->gue_port != 0 && dport == cfg->gue_port)
+        if (cfg->gue_port != 0 && dport == cfg->gue_port) {
+            if (!trusted_source(&outer)) {
+                count(US_BCTR_untrusted_source);
+                return XDP_DROP;
+            }
             return on_gue(ctx, cfg, &outer);
+        }
     } else if (outer.proto == US_IPPROTO_IPIP || outer.proto == US_IPPROTO_IPV6) {
+        if (!trusted_source(&outer)) {
+            count(US_BCTR_untrusted_source);
+            return XDP_DROP;
+        }
         return on_ipip(ctx, &outer);
     }
     return pass(US_BCTR_passed);

@@ -213,6 +213,34 @@ class BackendProgram {
         return Ok{};
     }
 
+    Status put_backend_id(uint32_t pool, uint32_t id, uint32_t slot)
+    {
+        us_backend_id_key key{pool, id};
+        return update(skel_->maps.us_backend_ids, &key, &slot, "us_backend_ids");
+    }
+    Status delete_backend_id(uint32_t pool, uint32_t id)
+    {
+        us_backend_id_key key{pool, id};
+        if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.us_backend_ids), &key) != 0 && errno != ENOENT)
+            return os_error("deleting from us_backend_ids", errno);
+        return Ok{};
+    }
+    // addr as the session key holds it (IPv4 as ::ffff:a.b.c.d); prefixlen over those 16 bytes.
+    Status put_tunnel_source(const uint8_t addr[16], uint32_t prefixlen)
+    {
+        us_source_key key{prefixlen, {}};
+        std::memcpy(key.addr, addr, 16);
+        uint8_t one = 1;
+        return update(skel_->maps.us_tunnel_sources, &key, &one, "us_tunnel_sources");
+    }
+    Status delete_tunnel_source(const uint8_t addr[16], uint32_t prefixlen)
+    {
+        us_source_key key{prefixlen, {}};
+        std::memcpy(key.addr, addr, 16);
+        if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.us_tunnel_sources), &key) != 0 && errno != ENOENT)
+            return os_error("deleting from us_tunnel_sources", errno);
+        return Ok{};
+    }
     // Put a pool's backends first and its table next; its info (digest, my_slot) last.
     Status put_pool(uint32_t pool, const us_bpf_pool &info)
     {

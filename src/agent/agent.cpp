@@ -84,7 +84,60 @@ Status Agent::write_config()
     }
     std::memcpy(c.own_mac, own_mac_.data(), 6);
     c.gue_port = htons(config_.dataplane.gue_port);
+    c.max_hops = config_.dataplane.hop_budget;
     return program_->set_config(c);
+}
+
+// The balancers' outer sources (as the data plane defaults them: snapshot.h), every backend of every pool
+// (backends forward to each other) and [agent] tunnel_sources. New entries go in before stale ones go.
+Status Agent::write_sources()
+{
+    std::set<std::pair<Address, uint32_t>> keys;
+    const DataplaneConfig &d = config_.dataplane;
+    keys.insert({d.source_v4 ? *d.source_v4 : *Address::parse("198.18.0.1"), 128});
+    keys.insert({d.source_v6 ? *d.source_v6 : *Address::parse("2001:db8:ffff::1"), 128});
+    for (const Pool &pool : config_.pools)
+        for (const Backend &b : pool.backends)
+            keys.insert({b.address, 128});
+    for (const auto &[addr, prefix] : config_.agent.tunnel_sources)
+        keys.insert({addr, uint32_t(addr.is_v4() ? 96 + prefix : prefix)});
+    if (keys.size() > US_BPF_MAX_SOURCES)
+        return Error{"more than " + std::to_string(US_BPF_MAX_SOURCES) + " tunnel sources (backends and [agent] tunnel_sources)"};
+    for (const auto &[addr, prefix] : keys)
+        if (!source_keys_.count({addr, prefix}))
+            if (auto s = program_->put_tunnel_source(addr.bytes.data(), prefix); !s)
+                return s;
+    for (const auto &[addr, prefix] : source_keys_)
+        if (!keys.count({addr, prefix}))
+            if (auto s = program_->delete_tunnel_source(addr.bytes.data(), prefix); !s)
+                return s;
+    source_keys_ = std::move(keys);
+    return Ok{};
+}
+
+// us_backend_ids for pool `index` as its table's members are; IDs that left it are deleted.
+Status Agent::write_backend_ids(uint32_t index, const PoolTable &t)
+{
+    std::set<uint32_t> now;
+    for (size_t slot = 0; slot < t.members().size(); slot++) {
+        if (!t.members()[slot].present)
+            continue;
+        now.insert(t.members()[slot].id);
+        if (auto s = program_->put_backend_id(index, t.members()[slot].id, uint32_t(slot)); !s)
+            return s;
+    }
+    return forget_backend_ids(index, now);
+}
+
+Status Agent::forget_backend_ids(uint32_t index, const std::set<uint32_t> &keep)
+{
+    std::set<uint32_t> &written = backend_ids_[index];
+    for (uint32_t id : written)
+        if (!keep.count(id))
+            if (auto s = program_->delete_backend_id(index, id); !s)
+                return s;
+    written = keep;
+    return Ok{};
 }
 
 Status Agent::write_pool(size_t index)
@@ -117,6 +170,8 @@ Status Agent::write_pool(size_t index)
         if (auto s = program_->put_backend(uint32_t(index), uint32_t(slot), e); !s)
             return s;
     }
+    if (auto s = write_backend_ids(uint32_t(index), t); !s)
+        return s;
     if (auto s = program_->swap_table(uint32_t(index), t.entries()); !s)
         return s;
     table_swaps_++;
@@ -185,6 +240,8 @@ Status Agent::start(Config config)
         return Error{"the agent holds at most " + std::to_string(US_BPF_MAX_POOLS) + " pools"};
     if (auto s = write_config(); !s)
         return s;
+    if (auto s = write_sources(); !s)
+        return s;
     for (size_t i = 0; i < pools_.size(); i++)
         if (auto s = write_pool(i); !s)
             return s;
@@ -194,6 +251,7 @@ Status Agent::start(Config config)
     if (auto s = bpf::attach_xdp(ifindex_, program_->prog_fd(), xdp_flags_); !s)
         return s;
     attached_ = true;
+    generation_ = 1;
     health_.set_targets(probe_targets(config_));
     size_t members = 0;
     for (const auto &p : pools_)
@@ -249,23 +307,34 @@ Status Agent::apply_config(Config next, const std::string &cause)
     Config old = std::move(config_);
     config_ = std::move(next);
     // Pools are rebuilt whole: the agent serves what the tables say, and a full build is a second at most.
+    // Each bucket's history (the servers that served it before) carries over from the pool of the same
+    // name, so that flows a balancer still holds on an earlier server are found there after the change.
     std::vector<std::unique_ptr<PoolState>> pools;
-    for (const Pool &pool : config_.pools)
+    for (const Pool &pool : config_.pools) {
         pools.push_back(build_pool(pool));
+        for (size_t i = 0; i < old.pools.size(); i++)
+            if (old.pools[i].name == pool.name)
+                pools.back()->table->inherit_history(*pools_[i]->table);
+    }
     pools_ = std::move(pools);
     Status s = Ok{};
     for (size_t i = config_.pools.size(); s && i < old.pools.size(); i++) {  // pools that are gone
         s = program_->put_pool(uint32_t(i), us_bpf_pool{});
         if (s)
             s = program_->remove_table(uint32_t(i));
+        if (s)
+            s = forget_backend_ids(uint32_t(i), {});
     }
     if (s)
         s = write_config();
+    if (s)
+        s = write_sources();
     for (size_t i = 0; s && i < pools_.size(); i++)
         s = write_pool(i);
     if (s)
         s = write_vips();
     health_.set_targets(probe_targets(config_));
+    generation_ += s ? 1 : 0;
     log_(cause + (s ? ": applied" : ": maps not fully updated: " + s.error()));
     return s;
 }
@@ -304,6 +373,7 @@ Json Agent::status_json() const
     j["xdp_mode"] = config_.agent.xdp_mode;
     j["uptime_s"] = double(monotonic_ns() - started_ns_) / 1e9;
     j["table_swaps"] = table_swaps_;
+    j["generation"] = generation_;
     j["addresses"] = Json::array();
     for (const Address &a : own_)
         j["addresses"].push_back(a.str());

@@ -37,6 +37,8 @@ class Agent {
 
     HealthChecker &health() { return health_; }
     const Config &config() const { return config_; }
+    // Configurations applied: 1 after start, one more per successful reload.
+    uint64_t generation() const { return generation_; }
     std::set<std::pair<std::string, uint32_t>> down_pairs() const;
 
     Json status_json() const;
@@ -54,6 +56,9 @@ class Agent {
     Status write_pool(size_t index);
     Status write_vips();
     Status write_config();
+    Status write_sources();
+    Status write_backend_ids(uint32_t index, const PoolTable &table);
+    Status forget_backend_ids(uint32_t index, const std::set<uint32_t> &keep);
     std::unique_ptr<PoolState> build_pool(const Pool &pool) const;
 
     Logger log_;
@@ -66,11 +71,14 @@ class Agent {
     std::array<uint8_t, 6> own_mac_{};
     std::vector<std::unique_ptr<PoolState>> pools_;  // in config order: the index is the BPF pool index
     std::set<std::vector<uint8_t>> vip_keys_;        // what is in us_vips, to delete what a reload drops
+    std::set<std::pair<Address, uint32_t>> source_keys_;  // what is in us_tunnel_sources
+    std::map<uint32_t, std::set<uint32_t>> backend_ids_;  // pool index -> the IDs in us_backend_ids
     std::map<std::pair<std::string, uint32_t>, bool> health_up_;
     std::map<Address, MacAddress> neighbors_;
     HealthChecker health_;
     uint64_t started_ns_ = 0;
     uint64_t table_swaps_ = 0;
+    uint64_t generation_ = 0;
 };
 
 }  // namespace understudy

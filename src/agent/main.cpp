@@ -42,7 +42,7 @@ class AgentApi : public ApiHandler {
         if (op == "reload") {
             if (auto s = reload_(); !s)
                 return Error{s.error()};
-            return Json{{"reloaded", true}};
+            return Json{{"reloaded", true}, {"generation", agent_.generation()}};
         }
         if (op == "lookup")
             return lookup_request(Lookup(agent_.config(), agent_.down_pairs()), r);

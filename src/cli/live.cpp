@@ -165,6 +165,19 @@ static void print_stats(const Json &now, const Json *before)
     print_table({"COUNTER", before ? "RATE" : "TOTAL"}, rows);
     std::cout << "\n";
     rows.clear();
+    if (now.contains("ports")) {  // the ports' own counters, as their drivers keep them
+        for (size_t i = 0; i < now["ports"].size(); i++) {
+            auto &p = now["ports"][i];
+            const Json *q = before && i < (*before)["ports"].size() ? &(*before)["ports"][i] : nullptr;
+            std::vector<std::string> row{p["port"].get<std::string>()};
+            for (const char *k : {"rx_packets", "rx_missed", "rx_errors", "rx_nombuf", "tx_packets", "tx_errors"})
+                row.push_back(value(p[k], q ? &(*q)[k] : nullptr));
+            rows.push_back(row);
+        }
+        print_table({"PORT", "RX", "RX MISSED", "RX ERRORS", "RX NOMBUF", "TX", "TX ERRORS"}, rows);
+        std::cout << "\n";
+        rows.clear();
+    }
     for (size_t i = 0; i < now["vips"].size(); i++) {
         auto &v = now["vips"][i];
         const Json *p = before && i < (*before)["vips"].size() ? &(*before)["vips"][i] : nullptr;
@@ -246,7 +259,13 @@ void add_live_commands(CLI::App &app, Action &action)
     reload->callback([=] {
         set([o] {
             return run({{"op", "reload"}}, o->json,
-                       [](const Json &b) { std::cout << "reloaded: generation " << b["generation"] << "\n"; });
+                       [](const Json &b) {
+                           // The balancer counts generations of its published state; the agent, of its config.
+                           std::cout << "reloaded";
+                           if (b.contains("generation"))
+                               std::cout << ": generation " << b["generation"];
+                           std::cout << "\n";
+                       });
         });
     });
 

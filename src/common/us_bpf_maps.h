@@ -34,7 +34,8 @@ struct us_bpf_config {
     uint8_t own_v6[16];
     uint8_t own_mac[6];  /* Ethernet source of forwarded packets */
     uint16_t gue_port;   /* network byte order; 0 = GUE not handled (everything UDP goes to the kernel) */
-    uint8_t reserved[4];
+    uint8_t max_hops;    /* a received hop budget above this is clamped to it ([dataplane] hop_budget) */
+    uint8_t reserved[3];
 };
 US_BPF_ASSERT(sizeof(struct us_bpf_config) == 32, "us_bpf_config layout");
 US_BPF_ASSERT(__builtin_offsetof(struct us_bpf_config, gue_port) == 26, "us_bpf_config layout");
@@ -77,6 +78,23 @@ struct us_bpf_backend {
 US_BPF_ASSERT(sizeof(struct us_bpf_backend) == 28, "us_bpf_backend layout");
 US_BPF_ASSERT(__builtin_offsetof(struct us_bpf_backend, addr) == 12, "us_bpf_backend layout");
 
+/* us_backend_ids: (pool, server ID) -> slot, to find the primary server a GUE header names. */
+struct us_backend_id_key {
+    uint32_t pool;
+    uint32_t id;
+};
+US_BPF_ASSERT(sizeof(struct us_backend_id_key) == 8, "us_backend_id_key layout");
+#define US_BPF_MAX_IDS 65536
+
+/* us_tunnel_sources: LPM trie of the outer source addresses GUE and IP-in-IP are accepted from (the
+ * balancers' outer sources, the backends that forward to each other, [agent] tunnel_sources). */
+struct us_source_key {
+    uint32_t prefixlen;  /* over addr, IPv4 as ::ffff:a.b.c.d (an IPv4 /24 is prefixlen 96 + 24) */
+    uint8_t addr[16];
+};
+US_BPF_ASSERT(sizeof(struct us_source_key) == 20, "us_source_key layout");
+#define US_BPF_MAX_SOURCES 16384
+
 /* Inner maps of us_tables: ARRAY of struct us_bucket_entry (us_key.h), 2^table_bits entries, created with
  * these flags (the kernel only accepts inner maps whose flags match the template's; BPF_F_INNER_MAP lets
  * their sizes differ, BPF_F_MMAPABLE lets userspace fill a table with one memcpy). */
@@ -84,23 +102,27 @@ US_BPF_ASSERT(__builtin_offsetof(struct us_bpf_backend, addr) == 12, "us_bpf_bac
 US_BPF_ASSERT(sizeof(struct us_bucket_entry) == 8, "us_bucket_entry layout");
 
 /* us_stats (PERCPU_ARRAY, one u64 per counter). A GUE packet counts exactly one of the decisions
- * (served: gue_served ... no_table; forwarded: gue_forwarded, second_chance; not handled: bad_gue,
- * bad_inner, no_vip), plus digest_mismatch when views differ. X(name, help) */
+ * (served: gue_served ... no_holder_served; forwarded: gue_forwarded, misdirected_forwarded; not handled:
+ * bad_gue, bad_inner, no_vip, untrusted_source), plus digest_mismatch when views differ and hop_clamped when
+ * its hop budget was above this host's maximum. X(name, help) */
 #define US_BACKEND_COUNTERS(X)                                                                             \
     X(passed, "not GUE on gue_port nor IP-in-IP (or a fragment, an ICMP error...): kernel, untouched")     \
     X(gue_served, "GUE: served here, this host is the bucket's serving server")                            \
-    X(pinned_served, "GUE: served here, the sender pinned the flow to this host (PINNED)")                 \
-    X(local_socket_served, "GUE: served here, this host holds the TCP connection")                         \
+    X(pinned_served, "GUE, not TCP: served here, the sender pinned the flow to this host (PINNED)")        \
+    X(local_socket_served, "GUE: TCP served here, this host holds the connection")                         \
     X(gue_last_resort, "GUE: served here, the hop budget is spent")                                        \
     X(gue_no_server, "GUE: served here, nobody is operational for the bucket in this host's view")         \
     X(cannot_forward, "GUE: served here, no way to forward (other family, free slot, no own address)")     \
     X(no_table, "GUE: served here, the pool has no bucket table or a smaller one than the bucket")         \
-    X(gue_forwarded, "GUE: forwarded to the bucket's serving server")                                      \
-    X(second_chance, "GUE: TCP forwarded to the bucket's previous server, which may hold the connection")  \
+    X(no_holder_served, "GUE: TCP of a connection no candidate server is left to hold: served here (reset)") \
+    X(gue_forwarded, "GUE: forwarded to the bucket's serving server (a SYN, UDP...)")                      \
+    X(misdirected_forwarded, "GUE: TCP of a connection not held here, forwarded to the next candidate")    \
     X(digest_mismatch, "GUE: the sender's pool digest differs from this host's (on top of the decision)")  \
+    X(hop_clamped, "GUE: hop budget above this host's maximum, clamped (on top of the decision)")          \
     X(bad_gue, "on gue_port but malformed or without understudy's private data: kernel, untouched")        \
     X(bad_inner, "encapsulated packet malformed: kernel, untouched")                                       \
     X(no_vip, "encapsulated packet for no known VIP or an unconfigured pool: kernel, untouched")           \
+    X(untrusted_source, "GUE or IP-in-IP from an outer source outside us_tunnel_sources: dropped")         \
     X(ipip_decap, "IP-in-IP to a known VIP: decapsulated for the kernel")                                  \
     X(adjust_failed, "the kernel refused to move the packet start: kernel, untouched")
 

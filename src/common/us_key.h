@@ -20,12 +20,15 @@ struct us_session_key {
 } __attribute__((packed));
 
 /* What the fast path reads per bucket: indices into the pool's backend array (not server IDs), so a
- * lookup is one load. previous is the serving server before the last change (second chance for TCP). */
+ * lookup is one load. previous and previous2 are the bucket's history: the last two distinct servers that
+ * served it before the current one, most recent first, US_NO_SERVER where there is none. A backend's
+ * program forwards an established TCP flow it holds no socket for along serving, previous, previous2,
+ * primary (bpf/README.md). */
 struct us_bucket_entry {
     uint16_t primary;
     uint16_t serving;
     uint16_t previous;
-    uint16_t reserved;
+    uint16_t previous2;
 };
 
 static inline uint64_t us_session_hash(const uint8_t secret[16], const struct us_session_key *key)

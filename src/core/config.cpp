@@ -563,11 +563,17 @@ PortConfig read_port(const toml::table &table, const std::string &path, Report &
     return p;
 }
 
+// [dataplane] mtu: IPv6's minimum link MTU up to what DPDK calls a jumbo frame (16128 bytes) less the
+// Ethernet header and two VLAN tags. mbuf_data_room: what an mbuf's 16-bit data room holds past DPDK's
+// 128-byte headroom. icmp_rate: ICMP messages per second per worker.
+constexpr int64_t kMinMtu = 1280, kMaxMtu = 16106, kMaxDataRoom = 65535 - 128, kMaxIcmpRate = 1000000;
+
 void read_dataplane(const toml::table &table, DataplaneConfig &d, Report &report)
 {
     Section s(table, "dataplane", report,
               {"eal_args", "workers", "source_v4", "source_v6", "gateway_mac", "non_vip", "exception_iface",
-               "exception_addresses", "gue_port", "conn_table_size", "mbufs", "hop_budget", "port"});
+               "exception_addresses", "gue_port", "conn_table_size", "mbufs", "hop_budget", "mtu", "mbuf_data_room",
+               "outer_df", "icmp_rate", "port"});
     auto array = [&](std::string_view key) -> const toml::array * {
         const toml::node *n = table.get(key);
         if (n && !n->is_array())
@@ -633,6 +639,10 @@ void read_dataplane(const toml::table &table, DataplaneConfig &d, Report &report
     s.integer("conn_table_size", d.conn_table_size, 1, std::numeric_limits<uint32_t>::max());
     s.integer("mbufs", d.mbufs, 0, std::numeric_limits<uint32_t>::max());
     s.integer("hop_budget", d.hop_budget, 0, 15);
+    s.integer("mtu", d.mtu, kMinMtu, kMaxMtu);
+    s.integer("mbuf_data_room", d.mbuf_data_room, 0, kMaxDataRoom);
+    s.boolean("outer_df", d.outer_df);
+    s.integer("icmp_rate", d.icmp_rate, 0, kMaxIcmpRate);
     if (const toml::array *ports = s.tables("port"))
         for_each_table(*ports, "port", "dataplane", report, [&](const toml::table *t, const std::string &path) {
             d.ports.push_back(t ? read_port(*t, path, report) : PortConfig{});
@@ -649,8 +659,34 @@ void read_control(const toml::table &table, ControlConfig &c, Report &report)
 
 void read_agent(const toml::table &table, AgentConfig &a, Report &report)
 {
-    Section s(table, "agent", report, {"interface", "addresses", "socket", "xdp_mode"});
+    Section s(table, "agent", report, {"interface", "addresses", "socket", "xdp_mode", "tunnel_sources"});
     a.line = line_of(table);
+    if (const toml::node *n = table.get("tunnel_sources")) {
+        const toml::array *list = n->as_array();
+        if (!list)
+            s.reject("tunnel_sources", "must be an array of \"ADDR/PREFIX\" strings, not " + type_name(*n));
+        for (size_t i = 0; list && i < list->size(); i++) {
+            const toml::node &e = *list->get(i);
+            std::string field = s.field(index("tunnel_sources", i));
+            report.set_line(field, line_of(e));
+            std::string text = e.is_string() ? e.as_string()->get() : "";
+            auto slash = text.find('/');
+            auto addr = Address::parse(text.substr(0, slash));
+            int max_prefix = addr && addr->is_v4() ? 32 : 128;
+            int prefix = slash == std::string::npos ? max_prefix : -1;
+            if (slash != std::string::npos && slash + 1 < text.size() && slash + 4 >= text.size() &&
+                text.find_first_not_of("0123456789", slash + 1) == std::string::npos)
+                prefix = std::stoi(text.substr(slash + 1));
+            if (!e.is_string())
+                report.reject(field, "must be a string \"ADDR/PREFIX\", not " + type_name(e));
+            else if (!addr || prefix < 0 || prefix > max_prefix)
+                report.reject(field, quote(text) + " is not ADDR or ADDR/PREFIX (e.g. \"10.0.0.0/24\")");
+            else if (a.tunnel_sources.size() >= 4096)
+                report.reject(field, "more than 4096 tunnel sources");
+            else
+                a.tunnel_sources.emplace_back(*addr, prefix);
+        }
+    }
     s.string("interface", a.interface);
     s.string("socket", a.socket);
     s.string("xdp_mode", a.xdp_mode);
@@ -946,6 +982,18 @@ void check_dataplane(const Config &config, Report &report)
         report.problem("dataplane.conn_table_size", range_message(1, std::numeric_limits<uint32_t>::max(), 0));
     if (d.hop_budget > 15)
         report.problem("dataplane.hop_budget", range_message(0, 15, d.hop_budget));
+    if (d.mtu < kMinMtu || d.mtu > kMaxMtu)
+        report.problem("dataplane.mtu", range_message(kMinMtu, kMaxMtu, d.mtu));
+    if (d.mbuf_data_room > kMaxDataRoom)
+        report.problem("dataplane.mbuf_data_room", range_message(0, kMaxDataRoom, d.mbuf_data_room));
+    else if (d.mbuf_data_room != 0 && d.mbuf_data_room < d.max_frame() && report.known("dataplane.mtu"))
+        report.problem("dataplane.mbuf_data_room",
+                       std::to_string(d.mbuf_data_room) + " bytes cannot hold a frame of mtu " + std::to_string(d.mtu) +
+                           " (" + std::to_string(d.max_frame()) +
+                           " bytes with the Ethernet header and two VLAN tags): raise it, or leave it out to size "
+                           "it from the MTU");
+    if (d.icmp_rate > kMaxIcmpRate)
+        report.problem("dataplane.icmp_rate", range_message(0, kMaxIcmpRate, d.icmp_rate));
 
     std::map<std::string, size_t> names;
     size_t queues = 0;

@@ -94,6 +94,15 @@ struct DataplaneConfig {
     uint32_t conn_table_size = 1u << 20;          // entries per worker lcore
     uint32_t mbufs = 0;                 // mbuf pool size; 0 = sized from the RX queues (a floor if set)
     uint8_t hop_budget = 2;             // forwards a packet may still take after the balancer
+    uint16_t mtu = 1500;                // every port's MTU: the largest IP packet received or sent
+    uint32_t mbuf_data_room = 0;        // frame bytes one mbuf holds (past DPDK's headroom); 0 = from mtu
+    bool outer_df = true;               // DF on outer IPv4 headers; false: a per-worker identification counter
+    uint32_t icmp_rate = 100;           // ICMP "too big" answers per second per worker (and burst); 0 = none
+
+    // The largest frame a port receives: mtu + Ethernet header + two VLAN tags.
+    uint32_t max_frame() const { return uint32_t(mtu) + 14 + 8; }
+    // mbuf_data_room, or when 0 the smallest that holds max_frame(), at least DPDK's default 2048.
+    uint32_t data_room() const { return mbuf_data_room ? mbuf_data_room : max_frame() > 2048 ? max_frame() : 2048; }
 };
 
 struct ControlConfig {
@@ -108,6 +117,9 @@ struct AgentConfig {
     std::vector<Address> addresses;     // this host's addresses as pools list them; empty = those of interface
     std::string socket = "/run/understudy/agent.sock";
     std::string xdp_mode = "native";    // native | generic (skb mode, for NICs without XDP support)
+    // Outer sources tunnels (gue, ipip) are accepted from, besides [dataplane] source_v4/source_v6 and every
+    // backend of every pool (which forward to each other): (address, prefix length).
+    std::vector<std::pair<Address, int>> tunnel_sources;
     int line = 0;
 };
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <thread>
+#include <unordered_map>
 
 namespace understudy {
 
@@ -286,7 +287,7 @@ void PoolTable::commit(uint32_t bucket, uint16_t primary, uint16_t serving)
     us_bucket_entry &e = entries_[bucket];
     if (e.primary != primary || e.serving != serving) {
         if (e.serving != serving)
-            e.previous = e.serving;
+            push_history(e, serving);
         e.primary = primary;
         e.serving = serving;
         changed_.push_back(bucket);
@@ -299,13 +300,28 @@ void PoolTable::commit(uint32_t bucket, uint16_t primary, uint16_t serving)
     }
 }
 
-// Full build of a range of buckets: no previous state, so previous = serving and nothing is recorded.
+// The bucket's serving server becomes `next`: the one it replaces heads the history, which stays a list of
+// distinct servers other than the serving one (a server that comes back leaves it).
+void push_history(us_bucket_entry &e, uint16_t next)
+{
+    uint16_t was[3] = {e.serving, e.previous, e.previous2};
+    uint16_t kept[2] = {US_NO_SERVER, US_NO_SERVER};
+    int n = 0;
+    for (uint16_t s : was)
+        if (s != US_NO_SERVER && s != next && n < 2 && (n == 0 || kept[0] != s))
+            kept[n++] = s;
+    e.serving = next;
+    e.previous = kept[0];
+    e.previous2 = kept[1];
+}
+
+// Full build of a range of buckets: no history, and nothing is recorded.
 void PoolTable::compute_range(uint32_t first, uint32_t last)
 {
     Scratch scratch;
     for (uint32_t b = first; b < last; b++) {
         Choice c = compute_bucket(b, scratch);
-        entries_[b] = us_bucket_entry{c.primary, c.serving, c.serving, 0};
+        entries_[b] = us_bucket_entry{c.primary, c.serving, US_NO_SERVER, US_NO_SERVER};
         overflow_[b] = overflowed(b);  // a byte per bucket: threads never share one
     }
 }
@@ -316,7 +332,7 @@ void PoolTable::build(std::vector<Member> members, unsigned threads)
         throw std::length_error("a pool holds at most 65534 backends");
     members_ = std::move(members);
     refresh_dense();
-    entries_.assign(buckets(), us_bucket_entry{US_NO_SERVER, US_NO_SERVER, US_NO_SERVER, 0});
+    entries_.assign(buckets(), us_bucket_entry{US_NO_SERVER, US_NO_SERVER, US_NO_SERVER, US_NO_SERVER});
     top_score_.assign(size_t(buckets()) * kTop, 0.0);
     top_slot_.assign(size_t(buckets()) * kTop, uint16_t(US_NO_SERVER));
     overflow_.assign(buckets(), 0);
@@ -492,9 +508,52 @@ const std::vector<uint32_t> &PoolTable::remove(uint32_t slot)
         Choice c = compute_bucket(b, scratch);
         commit(b, c.primary, c.serving);
     });
+    // A free slot may be given to another server: no bucket's history may name it any more.
+    for (uint32_t b = 0; b < buckets(); b++) {
+        us_bucket_entry &e = entries_[b];
+        if (e.previous != slot && e.previous2 != slot)
+            continue;
+        if (e.previous == slot) {
+            e.previous = e.previous2;
+        }
+        e.previous2 = US_NO_SERVER;
+        changed_.push_back(b);
+    }
     std::sort(changed_.begin(), changed_.end());
+    changed_.erase(std::unique(changed_.begin(), changed_.end()), changed_.end());
     compact_index();
     return changed_;
+}
+
+void PoolTable::inherit_history(const PoolTable &before)
+{
+    if (before.table_bits_ != table_bits_ || before.entries_.size() != entries_.size())
+        return;
+    // Old slot -> new slot, through the servers' IDs; a server no longer in the pool leaves the history.
+    std::unordered_map<uint32_t, uint16_t> now_by_id;
+    for (size_t now = 0; now < members_.size(); now++)
+        if (members_[now].present)
+            now_by_id[members_[now].id] = uint16_t(now);
+    std::vector<uint16_t> slot_of(before.members_.size(), uint16_t(US_NO_SERVER));
+    for (size_t old = 0; old < before.members_.size(); old++)
+        if (auto it = now_by_id.find(before.members_[old].id); before.members_[old].present && it != now_by_id.end())
+            slot_of[old] = it->second;
+    auto map = [&](uint16_t old) { return old < slot_of.size() ? slot_of[old] : uint16_t(US_NO_SERVER); };
+    for (uint32_t b = 0; b < buckets(); b++) {
+        // The servers that served the bucket, newest first, in the new slots; the new serving server and
+        // the ones that are gone leave the list. When the serving server changed, the old one heads it.
+        const us_bucket_entry &o = before.entries_[b];
+        us_bucket_entry &e = entries_[b];
+        uint16_t kept[2] = {US_NO_SERVER, US_NO_SERVER};
+        int n = 0;
+        for (uint16_t old : {o.serving, o.previous, o.previous2}) {
+            uint16_t s = map(old);
+            if (s != US_NO_SERVER && s != e.serving && n < 2 && (n == 0 || kept[0] != s))
+                kept[n++] = s;
+        }
+        e.previous = kept[0];
+        e.previous2 = kept[1];
+    }
 }
 
 }  // namespace understudy

@@ -31,6 +31,10 @@ struct Member {
 // operational unless disabled or listed in down.
 std::vector<Member> members_of(const Pool &pool, const std::set<uint32_t> &down);
 
+// The bucket's serving server becomes `next`; its history (previous, previous2) keeps the last two distinct
+// servers that served it before, most recent first.
+void push_history(us_bucket_entry &e, uint16_t next);
+
 class PoolTable {
   public:
     static constexpr int kTop = 4;
@@ -47,6 +51,11 @@ class PoolTable {
     const std::vector<uint32_t> &remove(uint32_t slot);
     // Returns the slot given to the new member; the changed buckets are in last_changes().
     uint32_t add(const Member &member);
+
+    // After a full build of the same pool (a reload): each bucket's history continues from `before`, the
+    // table this one replaces, matched by server ID; a bucket whose serving server changed pushes the old
+    // one onto its history. Nothing when the table sizes differ (the buckets are not the same sessions).
+    void inherit_history(const PoolTable &before);
 
     const std::vector<uint32_t> &last_changes() const { return changed_; }
     std::span<const us_bucket_entry> entries() const { return entries_; }

@@ -215,6 +215,7 @@ void fill_config(BackendProgram &b, const json &world_config, const json &change
     std::memcpy(cfg.own_v6, v6.data(), 16);
     std::memcpy(cfg.own_mac, mac.data(), 6);
     cfg.gue_port = htons(uint16_t(c["gue_port"]));
+    cfg.max_hops = uint8_t(c["max_hops"]);
     must(b.set_config(cfg), "config");
 }
 
@@ -233,6 +234,11 @@ void fill_backend(BackendProgram &b, const json &w)
         auto m = mac6(be["mac"]);
         std::memcpy(x.mac, m.data(), 6);
         must(b.put_backend(be["pool"], be["slot"], x), "backend");
+        must(b.put_backend_id(be["pool"], be["id"], be["slot"]), "backend id");
+    }
+    for (const auto &src : w["tunnel_sources"]) {
+        auto a = addr16(src["address"]);
+        must(b.put_tunnel_source(a.data(), src["prefixlen"]), "tunnel source");
     }
     for (const auto &p : w["pools"]) {
         us_bpf_pool info{};
@@ -251,7 +257,7 @@ void fill_backend(BackendProgram &b, const json &w)
 // Tables as a fixture wants them: UNSET everywhere but in the buckets it names.
 void fill_tables(BackendProgram &b, const json &w, const json &tables)
 {
-    us_bucket_entry unset{w["unset_entry"][0], w["unset_entry"][1], w["unset_entry"][2], 0};
+    us_bucket_entry unset{w["unset_entry"][0], w["unset_entry"][1], w["unset_entry"][2], w["unset_entry"][3]};
     for (const auto &p : w["pools"]) {
         uint32_t pool = p["index"];
         if (p.value("no_table", false)) {
@@ -262,7 +268,7 @@ void fill_tables(BackendProgram &b, const json &w, const json &tables)
         std::string key = std::to_string(pool);
         if (tables.contains(key))
             for (const auto &[bucket, e] : tables[key].items())
-                entries.at(std::stoul(bucket)) = us_bucket_entry{e[0], e[1], e[2], 0};
+                entries.at(std::stoul(bucket)) = us_bucket_entry{e[0], e[1], e[2], e[3]};
         must(b.swap_table(pool, entries), "swap table");
     }
 }
@@ -392,7 +398,7 @@ TEST(Verifier, BothProgramsLoad)
 TEST(Tables, SwapPublishesTheWholeNewTable)
 {
     const json &w = env->doc["world"];
-    Bytes in = unhex(fixture("served_v4_tcp")["input"]);
+    Bytes in = unhex(fixture("served_v4_udp")["input"]);  // UDP: the table decides (no socket to ask)
     auto run = [&] { return test_run(env->backend->prog_fd(), in).retval; };
     uint32_t bits = w["pools"][0]["table_bits"];
     std::vector<us_bucket_entry> mine(size_t(1) << bits, us_bucket_entry{1, 1, 1, 0});
@@ -423,7 +429,7 @@ TEST(Tables, SwapPublishesTheWholeNewTable)
     std::vector<us_bucket_entry> short_table(4, us_bucket_entry{0, 0, 0, 0});
     must(env->backend->swap_table(0, short_table), "swap");
     auto before = must(env->backend->counters(), "stats");
-    EXPECT_EQ(verdict_name(run()), "XDP_PASS");  // the fixture's bucket, 135, is past the end
+    EXPECT_EQ(verdict_name(run()), "XDP_PASS");  // the fixture's bucket, 200, is past the end
     auto after = must(env->backend->counters(), "stats");
     EXPECT_EQ(after[US_BCTR_no_table] - before[US_BCTR_no_table], 1u);
 

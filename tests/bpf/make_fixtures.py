@@ -10,7 +10,7 @@ its checksums recomputed by scapy from scratch (the program updates them increme
   make_fixtures.py OUTDIR     writes OUTDIR/fixtures.json:
     world:    config, pools, backends, vips and the TCP connections the test must open before running
     fixtures: name, desc, program ("backend" or "steer"), input (hex), tables ({pool: {bucket: [primary,
-              serving, previous]}}; every other bucket of a pool's table holds UNSET), xsk (steer: whether an
+              serving, previous, previous2]}}; every other bucket of a pool's table holds UNSET), xsk (steer: whether an
               AF_XDP socket sits at RX queue 0), verdict, output (hex), counters ({name: delta}; every other
               counter of the program must not move), config (fields of world.config this fixture changes)
 """
@@ -28,7 +28,7 @@ from scapy.packet import Raw
 conf.verb = 0
 
 NO_SERVER = 0xffff
-UNSET = [0xfffe, 0xfffe, 0xfffe]  # a slot no pool has: a lookup of the wrong bucket cannot go unnoticed
+UNSET = [0xfffe, 0xfffe, 0xfffe, 0xfffe]  # a slot no pool has: a lookup of the wrong bucket cannot go unnoticed
 
 # This backend.
 OWN_MAC = "02:00:00:00:bb:01"
@@ -39,6 +39,13 @@ GUE_PORT = 6080
 LB_MAC = "02:00:00:00:aa:01"
 LB_V4 = "198.18.0.1"
 LB_V6 = "2001:db8:ffff::1"
+
+# The outer sources tunnels are accepted from (us_tunnel_sources: prefix lengths over the 16-byte form, an
+# IPv4 /16 is 96 + 16), and the hop budget a received one is clamped to.
+TRUSTED_PREFIX_HOST = "10.200.3.4"
+UNTRUSTED_V4 = "203.0.113.99"
+TUNNEL_SOURCES = [(LB_V4, 128), (LB_V6, 128), ("10.1.0.10", 128), ("10.200.0.0", 96 + 16)]
+MAX_HOPS = 6
 
 CLIENT4 = "203.0.113.7"
 CLIENT6 = "2001:db8:c::7"
@@ -97,12 +104,12 @@ def hash_for(pool, bucket, salt):
 
 
 def gue_header(inner, *, session_hash, digest, flags=0, primary=10, hop=2, magic=0x5553, version=1, hlen=6,
-               control=0, proto=None, gue_flags=0):
+               control=0, proto=None, gue_flags=0, walked=0):
     """GUE variant 0 base header and understudy's private data (docs/wire.md), written out field by field."""
     if proto is None:
         proto = 4 if inner[0] >> 4 == 4 else 41
     base = struct.pack("!BBH", (control << 5) | hlen, proto, gue_flags)
-    pd = struct.pack("!HBBIQIB3x", magic, version, flags, primary, session_hash, digest, hop)
+    pd = struct.pack("!HBBIQIBB2x", magic, version, flags, primary, session_hash, digest, hop, walked)
     assert len(pd) == 24
     return base + pd
 
@@ -117,8 +124,8 @@ def tcp6(src=CLIENT6, dst=VIP6, sport=40000, dport=443, flags=ACK):
                  Raw(b"hello"))
 
 
-def outer4(payload, *, udp_chksum=0, options=None, vlans=(), sport=0xc123, udp_len=None):
-    ip = IP(src=LB_V4, dst=OWN_V4, id=0, ttl=64)
+def outer4(payload, *, udp_chksum=0, options=None, vlans=(), sport=0xc123, udp_len=None, src=LB_V4):
+    ip = IP(src=src, dst=OWN_V4, id=0, ttl=64)
     if options:
         ip.options = options
     udp = UDP(sport=sport, dport=GUE_PORT, chksum=udp_chksum, len=udp_len)
@@ -156,14 +163,16 @@ def served(frame, inner, trailing=b""):
     return bytes(frame)[:l2_len - 2] + struct.pack("!H", inner_type) + inner + trailing
 
 
-def forwarded(frame, backend, hop):
+def forwarded(frame, backend, hop, walked=0):
     """The frame forwarded to backend (pool, slot, id, operational, address, mac): outer addresses from this
-    host to it, MACs, hop budget, checksums recomputed from scratch (UDP 0 over IPv4, computed over IPv6)."""
+    host to it, MACs, hop budget, the walked places, checksums recomputed from scratch (UDP 0 over IPv4,
+    computed over IPv6)."""
     p = Ether(bytes(frame))
     p[Ether].dst = backend[5]
     p[Ether].src = OWN_MAC
     raw = bytearray(p[Raw].load)
     raw[24] = hop
+    raw[25] = walked
     p[Raw].load = bytes(raw)
     if IP in p and p[IP].proto == 17:
         p[IP].src = OWN_V4
@@ -198,15 +207,15 @@ def fixture(name, desc, frame, verdict, output=None, counters=None, tables=None,
     })
 
 
-def entry(primary, serving, previous=None):
-    return [primary, serving, serving if previous is None else previous]
+def entry(primary, serving, previous=NO_SERVER, previous2=NO_SERVER):
+    return [primary, serving, previous, previous2]
 
 
 def gue4(inner, pool=0, bucket=135, salt=0, vlans=(), udp_chksum=0, options=None, digest=None, trailing=b"",
-         udp_len=None, **g):
+         udp_len=None, src=LB_V4, **g):
     h = hash_for(pool, bucket, salt)
     payload = gue_header(inner, session_hash=h, digest=DIGEST[pool] if digest is None else digest, **g) + inner
-    frame = outer4(payload, udp_chksum=udp_chksum, options=options, vlans=vlans, udp_len=udp_len)
+    frame = outer4(payload, udp_chksum=udp_chksum, options=options, vlans=vlans, udp_len=udp_len, src=src)
     return bytes(frame) + trailing, frame
 
 
@@ -286,88 +295,81 @@ def backend_fixtures():
             counters={"no_vip": 1})
 
     # --- served here ---
+    # A TCP segment that is not a SYN asks for a local socket first; these cases use SYNs, UDP and fragments,
+    # which the table decides. This host is pool 0's slot 1 (ID 11) and pool 1's slot 0 (ID 20).
     others = {0: {135: entry(0, 0)}}  # the table would send it elsewhere
-    inner = tcp4(flags=SYN)
-    data, f = gue4(inner, flags=0x01 | 0x02, bucket=135)
-    fixture("pinned_served", "PINNED: served without looking at the table (which says slot 0)", data, "XDP_PASS",
-            served(f, inner), {"pinned_served": 1}, others)
-    inner = tcp4()
-    data, f = gue4(inner, bucket=135)
-    fixture("served_v4_tcp", "the bucket's serving server is this host", data, "XDP_PASS", served(f, inner),
-            {"gue_served": 1}, {0: {135: entry(0, 1)}})
-    data, f = gue4(inner, bucket=135, salt=99)
+    syn4, syn6 = tcp4(flags=SYN), tcp6(flags=SYN)
+    udp4 = bytes(IP(src=CLIENT4, dst=VIP4) / UDP(sport=5353, dport=53) / Raw(b"q" * 30))
+    data, f = gue4(udp4, flags=0x01 | 0x02, bucket=135)
+    fixture("pinned_served", "UDP, PINNED: served without looking at the table (which says slot 0)", data,
+            "XDP_PASS", served(f, udp4), {"pinned_served": 1}, others)
+    data, f = gue4(syn4, bucket=135)
+    fixture("served_v4_tcp", "a SYN, and the bucket's serving server is this host", data, "XDP_PASS",
+            served(f, syn4), {"gue_served": 1}, {0: {135: entry(0, 1)}})
+    data, f = gue4(syn4, bucket=135, salt=99)
     fixture("served_mask", "only the low table_bits bits of the hash pick the bucket", data, "XDP_PASS",
-            served(f, inner), {"gue_served": 1}, {0: {135: entry(1, 1)}})
-    inner = bytes(IP(src=CLIENT4, dst=VIP4) / UDP(sport=5353, dport=53) / Raw(b"q" * 30))
-    data, f = gue4(inner, bucket=200)
-    fixture("served_v4_udp", "UDP VIP", data, "XDP_PASS", served(f, inner), {"gue_served": 1},
+            served(f, syn4), {"gue_served": 1}, {0: {135: entry(1, 1)}})
+    data, f = gue4(udp4, bucket=200)
+    fixture("served_v4_udp", "UDP VIP", data, "XDP_PASS", served(f, udp4), {"gue_served": 1},
             {0: {200: entry(1, 1)}})
-    inner = tcp6()
-    data, f = gue6(inner, bucket=1000)
-    fixture("served_v6_in_v6", "IPv6 VIP over an IPv6 outer header", data, "XDP_PASS", served(f, inner),
+    data, f = gue6(syn6, bucket=1000)
+    fixture("served_v6_in_v6", "IPv6 VIP over an IPv6 outer header", data, "XDP_PASS", served(f, syn6),
             {"gue_served": 1}, {1: {1000: entry(0, 0)}})
-    inner = tcp4()
-    data, f = gue6(inner, pool=0, bucket=9)
-    fixture("served_v4_in_v6", "IPv4 VIP over an IPv6 outer header", data, "XDP_PASS", served(f, inner),
+    data, f = gue6(syn4, pool=0, bucket=9)
+    fixture("served_v4_in_v6", "IPv4 VIP over an IPv6 outer header", data, "XDP_PASS", served(f, syn4),
             {"gue_served": 1}, {0: {9: entry(1, 1)}})
-    inner = tcp4()
-    data, f = gue4(inner, vlans=[(0x8100, 5)], bucket=135)
+    data, f = gue4(syn4, vlans=[(0x8100, 5)], bucket=135)
     fixture("served_vlan", "one VLAN tag: kept, its type becomes the inner family's", data, "XDP_PASS",
-            served(f, inner), {"gue_served": 1}, {0: {135: entry(1, 1)}})
-    data, f = gue4(inner, vlans=[(0x88a8, 100), (0x8100, 5)], bucket=135)
-    fixture("served_qinq", "two VLAN tags: kept", data, "XDP_PASS", served(f, inner), {"gue_served": 1},
+            served(f, syn4), {"gue_served": 1}, {0: {135: entry(1, 1)}})
+    data, f = gue4(syn4, vlans=[(0x88a8, 100), (0x8100, 5)], bucket=135)
+    fixture("served_qinq", "two VLAN tags: kept", data, "XDP_PASS", served(f, syn4), {"gue_served": 1},
             {0: {135: entry(1, 1)}})
-    inner = tcp6()
-    data, f = gue6(inner, bucket=1000, ext=IPv6ExtHdrDestOpt())
+    data, f = gue6(syn6, bucket=1000, ext=IPv6ExtHdrDestOpt())
     fixture("served_outer_ext_header", "outer IPv6 with a destination options header", data, "XDP_PASS",
-            served(f, inner), {"gue_served": 1}, {1: {1000: entry(0, 0)}})
-    inner = tcp4()
-    data, f = gue4(inner, bucket=135, options=[IPOption_Router_Alert()])
-    fixture("served_outer_options", "outer IPv4 with options", data, "XDP_PASS", served(f, inner),
+            served(f, syn6), {"gue_served": 1}, {1: {1000: entry(0, 0)}})
+    data, f = gue4(syn4, bucket=135, options=[IPOption_Router_Alert()])
+    fixture("served_outer_options", "outer IPv4 with options", data, "XDP_PASS", served(f, syn4),
             {"gue_served": 1}, {0: {135: entry(1, 1)}})
-    data, f = gue4(inner, bucket=135, trailing=b"\xee" * 6)
+    data, f = gue4(syn4, bucket=135, trailing=b"\xee" * 6)
     fixture("served_trailing", "bytes after the outer packet (Ethernet padding) stay behind the inner packet",
-            data, "XDP_PASS", served(f, inner, b"\xee" * 6), {"gue_served": 1}, {0: {135: entry(1, 1)}})
+            data, "XDP_PASS", served(f, syn4, b"\xee" * 6), {"gue_served": 1}, {0: {135: entry(1, 1)}})
     inner = bytes(IP(src=CLIENT4, dst=VIP4, flags="MF", frag=0) / TCP(sport=40000, dport=80) / Raw(b"f" * 24))
     data, f = gue4(inner, bucket=11)
     fixture("served_fragment", "an inner fragment finds its VIP by port 0", data, "XDP_PASS", served(f, inner),
             {"gue_served": 1}, {0: {11: entry(1, 1)}})
     quoted = bytes(IP(src=VIP4, dst=CLIENT4) / TCP(sport=80, dport=40000, flags=ACK))[:28]
     inner = bytes(IP(src="10.9.9.9", dst=VIP4) / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(quoted))
-    data, f = gue4(inner, bucket=12)
-    fixture("served_icmp_error", "an ICMP error quoting a VIP flow (PMTU discovery)", data, "XDP_PASS",
-            served(f, inner), {"gue_served": 1}, {0: {12: entry(1, 1)}})
+    data, f = gue4(inner, bucket=12, primary=11)
+    fixture("served_icmp_error", "an ICMP error quoting a VIP flow (PMTU discovery) that no other candidate can "
+            "hold: served here", data, "XDP_PASS", served(f, inner), {"no_holder_served": 1},
+            {0: {12: entry(1, 1)}})
     inner = tcp4()
     data, f = gue4(inner, bucket=135, hop=0)
-    fixture("last_resort", "hop budget 0: served here although the table says slot 0", data, "XDP_PASS",
-            served(f, inner), {"gue_last_resort": 1}, others)
-    data, f = gue4(inner, bucket=135)
+    fixture("last_resort", "an ACK with no connection here and hop budget 0: served here although the table says "
+            "slot 0", data, "XDP_PASS", served(f, inner), {"gue_last_resort": 1}, others)
+    data, f = gue4(udp4, bucket=135, hop=0)
+    fixture("last_resort_udp", "UDP, hop budget 0: served here although the table says slot 0", data, "XDP_PASS",
+            served(f, udp4), {"gue_last_resort": 1}, others)
+    data, f = gue4(udp4, bucket=135)
     fixture("no_server", "nobody operational for the bucket in this host's view", data, "XDP_PASS",
-            served(f, inner), {"gue_no_server": 1}, {0: {135: entry(0, NO_SERVER, 0)}})
-    inner = tcp4(dst=VIP4_OTHER)
-    data, f = gue4(inner, pool=2, bucket=135)
-    fixture("no_server_not_member", "not a member (my_slot = none) and nobody operational: served, not forwarded",
-            data, "XDP_PASS", served(f, inner), {"gue_no_server": 1}, {2: {135: entry(0, NO_SERVER)}})
-    inner = tcp4()
-    data, f = gue4(inner, bucket=135)
+            served(f, udp4), {"gue_no_server": 1}, {0: {135: entry(0, NO_SERVER, 0)}})
+    data, f = gue4(udp4, bucket=135)
     fixture("cannot_forward_family", "the serving server is IPv6, the outer header IPv4", data, "XDP_PASS",
-            served(f, inner), {"cannot_forward": 1}, {0: {135: entry(4, 4)}})
-    fixture("cannot_forward_free_slot", "the table names a free slot", data, "XDP_PASS", served(f, inner),
+            served(f, udp4), {"cannot_forward": 1}, {0: {135: entry(4, 4)}})
+    fixture("cannot_forward_free_slot", "the table names a free slot", data, "XDP_PASS", served(f, udp4),
             {"cannot_forward": 1}, {0: {135: entry(5, 5)}})
     fixture("cannot_forward_past_pool", "the table names a slot past n_backends", data, "XDP_PASS",
-            served(f, inner), {"cannot_forward": 1}, {0: {135: entry(9, 9)}})
-    inner = tcp6()
-    data, f = gue6(inner, bucket=1000)
+            served(f, udp4), {"cannot_forward": 1}, {0: {135: entry(9, 9)}})
+    data, f = gue6(udp4, pool=0, bucket=135)
     fixture("cannot_forward_no_own_address", "this host has no IPv6 address to send from", data, "XDP_PASS",
-            served(f, inner), {"cannot_forward": 1}, {1: {1000: entry(2, 2)}}, config={"own_v6": "::"})
+            served(f, udp4), {"cannot_forward": 1}, {0: {135: entry(4, 4)}}, config={"own_v6": "::"})
     inner = tcp4(dst=VIP4_NOTABLE)
     data, f = gue4(inner, pool=3, bucket=135)
     fixture("no_table", "the pool's table is not there yet", data, "XDP_PASS", served(f, inner),
             {"no_table": 1})
-    inner = tcp4()
-    data, f = gue4(inner, bucket=135, digest=0xdeadbeef)
+    data, f = gue4(syn4, bucket=135, digest=0xdeadbeef)
     fixture("digest_mismatch_served", "the sender's view of the pool differs; this host's decides (serve)", data,
-            "XDP_PASS", served(f, inner), {"gue_served": 1, "digest_mismatch": 1}, {0: {135: entry(1, 1)}})
+            "XDP_PASS", served(f, syn4), {"gue_served": 1, "digest_mismatch": 1}, {0: {135: entry(1, 1)}})
 
     payload = b"understudy"
     inner = bytes(IP(src="198.51.100.77", dst=VIP4) / UDP(sport=5353, dport=53) / Raw(payload))
@@ -376,60 +378,100 @@ def backend_fixtures():
             "XDP_PASS", served(f, inner), {"gue_served": 1}, {0: {201: entry(1, 1)}},
             udp_vip=VIP4, udp_port=53, udp_payload=payload.decode())
 
-    # --- forwarded ---
+    # --- forwarded by this host's view (not TCP: no socket to ask) ---
     b0, b2 = BY_SLOT[(0, 0)], BY_SLOT[(0, 2)]
-    inner = tcp4()
-    data, f = gue4(inner, bucket=135, udp_chksum=0x1234)
-    fixture("forward_v4", "forwarded to the serving server; the UDP checksum becomes 0", data, "XDP_TX",
+    data, f = gue4(udp4, bucket=135, udp_chksum=0x1234)
+    fixture("forward_v4", "UDP forwarded to the serving server; the UDP checksum becomes 0", data, "XDP_TX",
             forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {135: entry(0, 0)}})
-    data, f = gue4(inner, bucket=135, hop=5, options=[IPOption_Router_Alert()], vlans=[(0x8100, 5)])
+    data, f = gue4(udp4, bucket=135, hop=5, options=[IPOption_Router_Alert()], vlans=[(0x8100, 5)])
     fixture("forward_v4_options_vlan", "outer IPv4 options and a VLAN tag: checksum over the options too",
             data, "XDP_TX", forwarded(f, b0, 4), {"gue_forwarded": 1}, {0: {135: entry(0, 0)}})
-    data, f = gue4(inner, bucket=135, digest=0xdeadbeef)
+    data, f = gue4(udp4, bucket=135, digest=0xdeadbeef)
     fixture("digest_mismatch_forward", "the sender's view differs; this host's decides (forward)", data,
             "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1, "digest_mismatch": 1}, {0: {135: entry(0, 0)}})
-    inner = tcp4(dst=VIP4_OTHER)
-    data, f = gue4(inner, pool=2, bucket=135)
-    fixture("forward_not_member", "this host is not in the pool: forwarded to the serving server", data, "XDP_TX",
-            forwarded(f, BY_SLOT[(2, 0)], 1), {"gue_forwarded": 1}, {2: {135: entry(0, 0)}})
-    inner = tcp6()
-    data, f = gue6(inner, bucket=1000)
+    data, f = gue4(udp4, bucket=135, hop=200)
+    fixture("hop_budget_clamped", "a hop budget above this host's maximum (6) is clamped before it is spent",
+            data, "XDP_TX", forwarded(f, b0, MAX_HOPS - 1), {"gue_forwarded": 1, "hop_clamped": 1},
+            {0: {135: entry(0, 0)}})
+    data, f = gue4(udp4, bucket=135, hop=MAX_HOPS)
+    fixture("hop_budget_at_max", "a hop budget equal to the maximum is not clamped", data, "XDP_TX",
+            forwarded(f, b0, MAX_HOPS - 1), {"gue_forwarded": 1}, {0: {135: entry(0, 0)}})
+    data, f = gue6(syn6, bucket=1000)
     fixture("forward_v6", "IPv6 outer: UDP checksum recomputed", data, "XDP_TX", forwarded(f, BY_SLOT[(1, 2)], 1),
             {"gue_forwarded": 1}, {1: {1000: entry(2, 2)}})
-    data, f = gue6(inner, bucket=1000, ext=IPv6ExtHdrDestOpt(), hop=1)
+    data, f = gue6(syn6, bucket=1000, ext=IPv6ExtHdrDestOpt(), hop=1)
     fixture("forward_v6_ext_header", "IPv6 outer with a destination options header", data, "XDP_TX",
             forwarded(f, BY_SLOT[(1, 1)], 0), {"gue_forwarded": 1}, {1: {1000: entry(1, 1)}})
+    data, f = gue6(tcp6(), bucket=1000, walked=0b10000)
+    fixture("forward_v6_walked", "IPv6 outer, a walk: the checksum covers the walked places too", data, "XDP_TX",
+            forwarded(f, BY_SLOT[(1, 2)], 1, 0b11001), {"misdirected_forwarded": 1}, {1: {1000: entry(2, 2)}})
+    data, f = gue4(udp4, bucket=135, src=TRUSTED_PREFIX_HOST)
+    fixture("trusted_by_prefix", "an outer source inside a trusted prefix (not a /32 entry)", data, "XDP_TX",
+            forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {135: entry(0, 0)}})
 
-    # --- second chance (TCP, no local socket, previous operational) ---
+    inner = tcp4(dst=VIP4_OTHER, flags=SYN)
+    data, f = gue4(inner, pool=2, bucket=135)
+    fixture("forward_syn_not_member", "a SYN where this host is no member of the pool: this host's view places it",
+            data, "XDP_TX", forwarded(f, BY_SLOT[(2, 0)], 1), {"gue_forwarded": 1}, {2: {135: entry(0, 0)}})
+    syn = tcp4(sport=40010, flags=SYN)
+    data, f = gue4(syn, bucket=20, flags=0x01)
+    fixture("forward_syn_not_walked", "a SYN goes to the serving server, never down the history; PINNED does not "
+            "keep it", data, "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {20: entry(0, 0, 2)}})
+
+    # --- TCP of a connection this host does not hold: the candidates walk (bpf/README.md) ---
+    # candidates, by place: 0 serving, 1 previous, 2 previous2, 3 this host's primary, 4 the header's primary;
+    # `walked` marks the places tried; this host marks its own, forwards to the first untried operational one
+    # and marks every place of it. Header primary 10 is pool 0's slot 0.
     inner = tcp4(sport=40010)
     data, f = gue4(inner, bucket=20)
-    fixture("second_chance", "an ACK with no connection here goes to the bucket's previous server", data,
-            "XDP_TX", forwarded(f, b2, 1), {"second_chance": 1}, {0: {20: entry(0, 0, 2)}})
+    fixture("misdirected_from_outside", "an ACK at a host that is not among the candidates: the serving server",
+            data, "XDP_TX", forwarded(f, b0, 1, 0b11001), {"misdirected_forwarded": 1}, {0: {20: entry(0, 0, 2)}})
+    data, f = gue4(inner, bucket=20, flags=0x01)
+    fixture("misdirected_pinned", "PINNED does not bypass the socket check: an ACK pinned here without a "
+            "connection goes on", data, "XDP_TX", forwarded(f, b0, 1, 0b11001), {"misdirected_forwarded": 1},
+            {0: {20: entry(0, 0, 2)}})
+    data, f = gue4(inner, bucket=20)
+    fixture("misdirected_previous", "an ACK at the serving server, which holds no connection: the previous one",
+            data, "XDP_TX", forwarded(f, b2, 1, 0b01011), {"misdirected_forwarded": 1}, {0: {20: entry(1, 1, 2)}})
+    fixture("misdirected_serving_first", "at the previous server, from a balancer: the serving server first",
+            data, "XDP_TX", forwarded(f, b0, 1, 0b11011), {"misdirected_forwarded": 1},
+            {0: {20: entry(0, 0, 1, 2)}})
+    data, f = gue4(inner, bucket=20, walked=0b00001)
+    fixture("misdirected_previous2", "at the previous server after the serving one: the one before it", data,
+            "XDP_TX", forwarded(f, b2, 1, 0b00111), {"misdirected_forwarded": 1}, {0: {20: entry(0, 0, 1, 2)}})
     quoted = bytes(IP(src=VIP4, dst=CLIENT4) / TCP(sport=80, dport=40010, flags=ACK))[:28]
     icmp_inner = bytes(IP(src="10.9.9.9", dst=VIP4) / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(quoted))
     data, f = gue4(icmp_inner, bucket=20)
-    fixture("second_chance_icmp_error", "an ICMP error quoting a TCP flow is a connection's: second chance too",
-            data, "XDP_TX", forwarded(f, b2, 1), {"second_chance": 1}, {0: {20: entry(0, 0, 2)}})
-    syn = tcp4(sport=40010, flags=SYN)
-    data, f = gue4(syn, bucket=20)
-    fixture("second_chance_not_syn", "a SYN opens a new connection: the serving server, not the previous", data,
-            "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {20: entry(0, 0, 2)}})
-    data, f = gue4(inner, bucket=20)
-    fixture("second_chance_previous_down", "the previous server is not operational", data, "XDP_TX",
-            forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {20: entry(0, 0, 3)}})
-    fixture("second_chance_previous_is_me", "the previous server is this host, which has no connection", data,
-            "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {20: entry(0, 0, 1)}})
-    fixture("second_chance_previous_none", "no previous server", data, "XDP_TX", forwarded(f, b0, 1),
-            {"gue_forwarded": 1}, {0: {20: entry(0, 0, NO_SERVER)}})
-    fixture("second_chance_previous_family", "the previous server is of the other family: the serving one", data,
-            "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {20: entry(0, 0, 4)}})
-    udp_inner = bytes(IP(src=CLIENT4, dst=VIP4) / UDP(sport=5353, dport=53) / Raw(b"q" * 30))
-    data, f = gue4(udp_inner, bucket=20)
-    fixture("second_chance_tcp_only", "UDP gets no second chance", data, "XDP_TX", forwarded(f, b0, 1),
-            {"gue_forwarded": 1}, {0: {20: entry(0, 0, 2)}})
+    fixture("misdirected_icmp_error", "an ICMP error quoting a TCP flow belongs to a connection: walked too",
+            data, "XDP_TX", forwarded(f, b2, 1, 0b01011), {"misdirected_forwarded": 1}, {0: {20: entry(1, 1, 2)}})
+    data, f = gue4(inner, bucket=20, primary=12)
+    fixture("misdirected_header_primary", "no history here; the primary the header names (ID 12, slot 2) may "
+            "hold it (the sender's view differs)", data, "XDP_TX", forwarded(f, b2, 1, 0b11001),
+            {"misdirected_forwarded": 1}, {0: {20: entry(1, 1)}})
+    data, f = gue4(inner, bucket=20, primary=11)
+    fixture("misdirected_previous_down", "the previous server is not operational and nobody else is left: "
+            "served here", data, "XDP_PASS", served(f, inner), {"no_holder_served": 1},
+            {0: {20: entry(1, 1, 3)}})
+    fixture("misdirected_nobody", "no history, this host is serving and primary: served here", data, "XDP_PASS",
+            served(f, inner), {"no_holder_served": 1}, {0: {20: entry(1, 1)}})
+    fixture("misdirected_previous_family", "the previous server is of the other family: skipped", data,
+            "XDP_PASS", served(f, inner), {"no_holder_served": 1}, {0: {20: entry(1, 1, 4)}})
+    data, f = gue4(inner, bucket=20, primary=11, walked=0b00001)
+    fixture("misdirected_all_tried", "the serving server was tried before and this host is the last candidate: "
+            "served here, never back", data, "XDP_PASS", served(f, inner), {"no_holder_served": 1},
+            {0: {20: entry(0, 0, 1)}})
+    data, f = gue4(inner, bucket=20, primary=77777)
+    fixture("misdirected_unknown_primary", "a header primary this host does not know (us_backend_ids) is skipped",
+            data, "XDP_PASS", served(f, inner), {"no_holder_served": 1}, {0: {20: entry(1, 1)}})
+    data, f = gue4(udp4, bucket=20)
+    fixture("misdirected_tcp_only", "UDP is not walked: this host's serving server", data, "XDP_TX",
+            forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {20: entry(0, 0, 2)}})
     data, f = gue4(inner, bucket=20, hop=0)
-    fixture("second_chance_no_budget", "hop budget 0 comes first: served here", data, "XDP_PASS",
-            served(f, inner), {"gue_last_resort": 1}, {0: {20: entry(0, 0, 2)}})
+    fixture("misdirected_no_budget", "hop budget 0 comes first: served here", data, "XDP_PASS",
+            served(f, inner), {"gue_last_resort": 1}, {0: {20: entry(1, 1, 2)}})
+    data, f = gue4(inner, bucket=20, hop=1)
+    fixture("misdirected_last_hop", "hop budget 1: forwarded with 0 left", data, "XDP_TX",
+            forwarded(f, b2, 0, 0b01011), {"misdirected_forwarded": 1}, {0: {20: entry(1, 1, 2)}})
 
     # --- a connection this host holds (the test opens them: world.sockets) ---
     s4, s6 = SOCKETS
@@ -437,6 +479,9 @@ def backend_fixtures():
     data, f = gue4(inner, bucket=30)
     fixture("local_socket_v4", "the table says slot 0 but the TCP connection is here", data, "XDP_PASS",
             served(f, inner), {"local_socket_served": 1}, {0: {30: entry(0, 0, 2)}})
+    data, f = gue4(inner, bucket=30, flags=0x01)
+    fixture("local_socket_pinned", "pinned here and the connection is here", data, "XDP_PASS",
+            served(f, inner), {"local_socket_served": 1}, {0: {30: entry(0, 0)}})
     inner = tcp6(src=s6["client"], sport=s6["cport"], dst=s6["vip"], dport=s6["vport"], flags=PSH)
     data, f = gue6(inner, bucket=1001)
     fixture("local_socket_v6", "the same over IPv6", data, "XDP_PASS", served(f, inner),
@@ -444,11 +489,25 @@ def backend_fixtures():
     inner = tcp4(src=s4["client"], sport=s4["cport"] + 1, dst=s4["vip"], dport=s4["vport"], flags=PSH)
     data, f = gue4(inner, bucket=30)
     fixture("local_socket_listener_only", "only the listener matches (another client port): not a connection",
-            data, "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {30: entry(0, 0)}})
+            data, "XDP_TX", forwarded(f, b0, 1, 0b11001), {"misdirected_forwarded": 1}, {0: {30: entry(0, 0)}})
     inner = tcp4(src=s4["client"], sport=s4["cport"], dst=s4["vip"], dport=s4["vport"], flags=SYN)
     data, f = gue4(inner, bucket=30)
-    fixture("local_socket_syn", "a SYN is not looked up: it goes where the table says", data, "XDP_TX",
+    fixture("local_socket_syn", "a SYN is not looked up: this host's view places it", data, "XDP_TX",
             forwarded(f, b0, 1), {"gue_forwarded": 1}, {0: {30: entry(0, 0)}})
+
+    # --- tunnels from outside us_tunnel_sources: dropped ---
+    data, f = gue4(syn4, bucket=135, src=UNTRUSTED_V4)
+    fixture("untrusted_gue", "GUE from a source that is no balancer nor backend: dropped", data, "XDP_DROP",
+            counters={"untrusted_source": 1}, tables={0: {135: entry(1, 1)}})
+    f = l2(0x0800) / IP(src=UNTRUSTED_V4, dst=OWN_V4, proto=4) / Raw(tcp4())
+    fixture("untrusted_ipip", "IP-in-IP from an untrusted source: dropped", f, "XDP_DROP",
+            counters={"untrusted_source": 1})
+    f = l2(0x0800) / IP(src="10.1.0.11", dst=OWN_V4) / UDP(sport=1234, dport=GUE_PORT) / Raw(b"x" * 40)
+    fixture("untrusted_before_parse", "the source check comes before the GUE header is read", f, "XDP_DROP",
+            counters={"untrusted_source": 1})
+    data, f = gue4(syn4, bucket=135, src="10.1.0.10")
+    fixture("trusted_backend", "GUE from another backend (which forwards to this host): accepted", data,
+            "XDP_PASS", served(f, syn4), {"gue_served": 1}, {0: {135: entry(1, 1)}})
 
     # --- IP-in-IP ---
     inner = tcp4()
@@ -507,7 +566,9 @@ def steer_fixtures():
 
 def world():
     return {
-        "config": {"own_v4": OWN_V4, "own_v6": OWN_V6, "own_mac": OWN_MAC, "gue_port": GUE_PORT},
+        "config": {"own_v4": OWN_V4, "own_v6": OWN_V6, "own_mac": OWN_MAC, "gue_port": GUE_PORT,
+                   "max_hops": MAX_HOPS},
+        "tunnel_sources": [{"address": a, "prefixlen": n} for a, n in TUNNEL_SOURCES],
         "pools": [dict(p, n_backends=N_BACKENDS[p["index"]]) for p in POOLS],
         "backends": [{"pool": p, "slot": s, "id": i, "operational": o, "address": a, "mac": m}
                      for p, s, i, o, a, m in BACKENDS],

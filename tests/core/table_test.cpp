@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <algorithm>
 #include <random>
 #include <set>
 
@@ -63,9 +64,32 @@ TEST(PoolTable, BuildMatchesPlainOrdering)
         PoolTable t(kSecret, 10);
         t.build(random_members(rng, n), 2);
         expect_matches_plain(t, "n=" + std::to_string(n));
-        for (uint32_t b = 0; b < t.buckets(); b++)
-            ASSERT_EQ(t.entries()[b].previous, t.entries()[b].serving);
+        for (uint32_t b = 0; b < t.buckets(); b++) {
+            ASSERT_EQ(t.entries()[b].previous, US_NO_SERVER) << "a new table has no history";
+            ASSERT_EQ(t.entries()[b].previous2, US_NO_SERVER);
+        }
     }
+}
+
+// The history rule of us_key.h, written out plainly: the servers that served the bucket, newest first,
+// without repeats, without the current serving server, at most two.
+static std::vector<uint16_t> history_after(const us_bucket_entry &before, uint16_t serving_now)
+{
+    std::vector<uint16_t> h;
+    for (uint16_t s : {before.serving, before.previous, before.previous2})
+        if (s != US_NO_SERVER && s != serving_now && std::find(h.begin(), h.end(), s) == h.end())
+            h.push_back(s);
+    h.resize(std::min<size_t>(h.size(), 2));
+    return h;
+}
+
+static std::vector<uint16_t> history_of(const us_bucket_entry &e)
+{
+    std::vector<uint16_t> h;
+    for (uint16_t s : {e.previous, e.previous2})
+        if (s != US_NO_SERVER)
+            h.push_back(s);
+    return h;
 }
 
 TEST(PoolTable, EveryServerDownMeansNoServing)
@@ -118,10 +142,15 @@ TEST(PoolTable, IncrementalChangesMatchPlainOrdering)
             ASSERT_EQ(listed.size(), changed.size()) << what << ": a bucket listed twice";
             for (uint32_t b = 0; b < t.buckets(); b++) {
                 const auto &now = t.entries()[b];
-                bool differs = now.primary != before[b].primary || now.serving != before[b].serving;
+                std::vector<uint16_t> want = now.serving != before[b].serving ? history_after(before[b], now.serving)
+                                                                             : history_of(before[b]);
+                if (op == 4)  // a removed server's slot may be given to another: it leaves every history
+                    std::erase(want, uint16_t(slot));
+                ASSERT_EQ(history_of(now), want) << what << " bucket " << b;
+                ASSERT_TRUE(now.previous != US_NO_SERVER || now.previous2 == US_NO_SERVER) << what << ": a gap";
+                bool differs = now.primary != before[b].primary || now.serving != before[b].serving ||
+                               now.previous != before[b].previous || now.previous2 != before[b].previous2;
                 ASSERT_EQ(differs, listed.count(b) == 1) << what << " bucket " << b;
-                uint16_t want_previous = now.serving != before[b].serving ? before[b].serving : before[b].previous;
-                ASSERT_EQ(now.previous, want_previous) << what << " bucket " << b;
             }
         }
     }
@@ -153,6 +182,86 @@ TEST(PoolTable, HealthChangesStayExactAcrossIndexRebuilds)
         expect_matches_plain(t, "final toggle of slot " + std::to_string(slot));
     }
     EXPECT_LT(t.memory_bytes(), memory_after_build + 4 * 2 * t.buckets() * PoolTable::kTop * sizeof(uint32_t) + 65536);
+}
+
+// Two changes back: a bucket that moved A -> B -> C remembers B then A, and one that moves back to A keeps
+// B and drops A from its history (A serves it again).
+TEST(PoolTable, HistoryKeepsTwoServersBack)
+{
+    std::vector<Member> m;
+    for (uint32_t i = 0; i < 8; i++)
+        m.push_back(Member{i + 1, 100, true, true});
+    PoolTable t(kSecret, 10);
+    t.build(m, 1);
+    std::vector<us_bucket_entry> first(t.entries().begin(), t.entries().end());
+    t.set_operational(first[0].serving, false);
+    uint16_t a = first[0].serving, b = t.entries()[0].serving;
+    t.set_operational(b, false);
+    uint16_t c = t.entries()[0].serving;
+    ASSERT_NE(c, a);
+    ASSERT_NE(c, b);
+    EXPECT_EQ(t.entries()[0].previous, b);
+    EXPECT_EQ(t.entries()[0].previous2, a);
+    t.set_operational(a, true);
+    EXPECT_EQ(t.entries()[0].serving, a);
+    EXPECT_EQ(t.entries()[0].previous, c);
+    EXPECT_EQ(t.entries()[0].previous2, b);
+}
+
+// A reload rebuilds a pool whole: the new table continues each bucket's history from the old one by server
+// ID, whatever slots the servers have now; servers that left the pool leave the history.
+TEST(PoolTable, HistoryCarriesAcrossARebuild)
+{
+    std::mt19937 rng(11);
+    std::vector<Member> old_members = random_members(rng, 12);
+    for (auto &m : old_members)
+        m.operational = true;
+    PoolTable old_table(kSecret, 10);
+    old_table.build(old_members, 1);
+    for (int i = 0; i < 4; i++)  // some history first
+        old_table.set_operational(uint32_t(rng() % old_members.size()), false);
+
+    // The new pool: one server gone, two joined, the rest in another order (other slots).
+    std::vector<Member> new_members(old_members.begin() + 1, old_members.end());
+    std::shuffle(new_members.begin(), new_members.end(), rng);
+    new_members.push_back(Member{900001, 150, true, true});
+    new_members.push_back(Member{900002, 80, true, true});
+    for (auto &m : new_members)
+        for (const auto &o : old_table.members())
+            if (o.id == m.id)
+                m.operational = o.operational;
+    PoolTable t(kSecret, 10);
+    t.build(new_members, 1);
+    t.inherit_history(old_table);
+
+    auto id_of = [](const PoolTable &table, uint16_t slot) {
+        return slot == US_NO_SERVER ? uint32_t(0) : table.members()[slot].id;
+    };
+    uint32_t gone = old_members[0].id;
+    size_t moved = 0;
+    for (uint32_t b = 0; b < t.buckets(); b++) {
+        const us_bucket_entry &o = old_table.entries()[b], &e = t.entries()[b];
+        std::vector<uint32_t> want;
+        for (uint16_t s : {o.serving, o.previous, o.previous2}) {
+            uint32_t id = id_of(old_table, s);
+            if (id && id != gone && id != id_of(t, e.serving) && std::find(want.begin(), want.end(), id) == want.end())
+                want.push_back(id);
+        }
+        want.resize(std::min<size_t>(want.size(), 2));
+        std::vector<uint32_t> got;
+        for (uint16_t s : {e.previous, e.previous2})
+            if (s != US_NO_SERVER)
+                got.push_back(id_of(t, s));
+        ASSERT_EQ(got, want) << "bucket " << b;
+        moved += id_of(t, e.serving) != id_of(old_table, o.serving);
+    }
+    EXPECT_GT(moved, 0u) << "the joined servers took buckets";
+
+    PoolTable other_size(kSecret, 11);
+    other_size.build(new_members, 1);
+    other_size.inherit_history(old_table);
+    for (uint32_t b = 0; b < other_size.buckets(); b++)
+        ASSERT_EQ(other_size.entries()[b].previous, US_NO_SERVER) << "another table size: other sessions";
 }
 
 // Taking one of N servers down moves exactly the buckets it served, and bringing it back restores them.

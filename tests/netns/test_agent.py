@@ -3,9 +3,11 @@
 - every session is served by the server the contract names, decapsulated by the agents' XDP program;
 - divergent views: the balancer cannot reach one backend's health port (blocked in its namespace only) while
   the agents can; the balancer sends that backend's sessions to their stand-in, whose XDP program forwards them
-  on to the backend, which serves them: the two-hop check of the contract;
+  on to the backend, which serves them: the two-hop check of the contract. Long-lived connections opened
+  before, during and after the disagreement keep their server and see no reset when the views agree again;
 - with a hop budget of 0 the stand-in serves them itself (the budget stops any loop);
-- the agent's control socket answers understudyctl, and the agent detaches its program on exit."""
+- the agent's control socket answers understudyctl (reload included), and the agent detaches its program on
+  exit."""
 import json
 import os
 import signal
@@ -51,6 +53,12 @@ protocol = "tcp"
 pool = "web"
 method = "gue"
 conn_table = false
+[[vip]]
+address = "192.0.2.10"
+port = 7000
+protocol = "tcp"
+pool = "web"
+method = "gue"
 [dataplane]
 eal_args = ["--in-memory", "--no-pci", "-l", "0,1", "--log-level=lib.*:warning", "--file-prefix=us-agent-test"]
 workers = [1]
@@ -77,6 +85,7 @@ class AgentTest(unittest.TestCase):
         cls.topo = netns.Topology(prefix="usa", backends=3).up()
         cls.write(hops=2)
         cls.topo.start_http_servers(8080)
+        cls.topo.start_echo_servers(7000)
         cls.agents = {}
         for i in (1, 2, 3):
             cls.start_agent(i)
@@ -128,8 +137,43 @@ class AgentTest(unittest.TestCase):
             got[port] = r.stdout.split()[0] if r.returncode == 0 else f"failed ({r.returncode})"
         return got
 
-    def expected(self, ports, down=None):
-        lines = "".join(f"{self.topo.client_addr(1)} {p} {VIP} 8080 tcp\n" for p in ports)
+    # Long-lived connections from given client ports; each line on stdin is a round: every connection sends a
+    # line and prints "PORT=SERVER" (or PORT=reset / PORT=timeout) from the echo's reply.
+    HOLDER = (
+        "import socket,sys\n"
+        "src,vip=sys.argv[1],sys.argv[2]\n"
+        "socks={}\n"
+        "for p in sys.argv[3].split(','):\n"
+        "    s=socket.socket(); s.settimeout(3); s.bind((src,int(p))); s.connect((vip,7000)); socks[p]=s\n"
+        "print('open',flush=True)\n"
+        "for _ in sys.stdin:\n"
+        "    out=[]\n"
+        "    for p,s in socks.items():\n"
+        "        try:\n"
+        "            s.sendall(b'x\\n'); d=s.recv(100)\n"
+        "            r=d.split()[0].decode() if d else 'closed'\n"
+        "        except socket.timeout:\n"
+        "            r='timeout'\n"
+        "        except OSError:\n"
+        "            r='reset'\n"
+        "        out.append(p+'='+r)\n"
+        "    print(' '.join(out),flush=True)\n")
+
+    def hold(self, ports):
+        p = self.topo.client(1).popen("/usr/bin/python3", "-c", self.HOLDER, self.topo.client_addr(1), VIP,
+                                      ",".join(map(str, ports)), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True)
+        self.topo.procs.append(p)
+        self.assertEqual(p.stdout.readline().strip(), "open")
+        return p
+
+    def round(self, holder):
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        return dict(kv.split("=") for kv in holder.stdout.readline().split())
+
+    def expected(self, ports, down=None, vport=8080):
+        lines = "".join(f"{self.topo.client_addr(1)} {p} {VIP} {vport} tcp\n" for p in ports)
         args = ["/usr/bin/python3", os.path.join(ROOT, "tools", "ordering_ref.py"), "lookup", "--config", self.config]
         if down:
             args += ["--down", down]
@@ -139,45 +183,84 @@ class AgentTest(unittest.TestCase):
     def test_1_sessions_served_where_the_contract_says(self):
         ports = list(range(35000, 35060))
         want = self.expected(ports)
-        before = {i: self.agent_counters(i)["gue_served"] for i in (1, 2, 3)}
+        served = ("gue_served", "local_socket_served")
+        before = {i: sum(self.agent_counters(i)[k] for k in served) for i in (1, 2, 3)}
         got = self.sessions(ports)
         for p in ports:
             self.assertEqual(got[p], f"b{want[p]['serving']}", f"client port {p}")
-        after = {i: self.agent_counters(i)["gue_served"] for i in (1, 2, 3)}
+        after = {i: sum(self.agent_counters(i)[k] for k in served) for i in (1, 2, 3)}
         self.assertEqual(sum(after.values()) - sum(before.values()) >= 60 * 3, True,
                          "every packet of every session decapsulated by an agent's XDP program")
         status = self.ctl(self.agent_socket(2), "status")
         self.assertIn("THIS HOST", status)
 
     def test_2_divergent_views_two_hops(self):
+        # Long-lived connections of sessions whose server is backend 2, opened while every view agrees.
+        before_ports = [p for p, w in self.expected(range(38000, 38200), vport=7000).items() if w["serving"] == 2][:8]
+        self.assertGreater(len(before_ports), 3)
+        before = self.hold(before_ports)
+        self.assertEqual(set(self.round(before).values()), {"b2"})
+
         # The balancer alone loses sight of backend 2's health port.
         lb = self.topo.balancer(1)
         lb.run("nft", "add table inet block")
         lb.run("nft", "add chain inet block out { type filter hook output priority 0 ; }")
         lb.run("nft", "add rule inet block out ip daddr 10.0.0.12 tcp dport 8080 drop")
+        sock = os.path.join(self.dir.name, "understudy.sock")
+
+        def balancer_sees_2(up):
+            backends = json.loads(self.ctl(sock, "backend", "list", "--json"))["backends"]
+            return next(b for b in backends if b["id"] == 2)["operational"] == up
         try:
-            sock = os.path.join(self.dir.name, "understudy.sock")
-            netns.wait_for(lambda: '"id":2' in self.ctl(sock, "backend", "list", "--json").replace(" ", "") and
-                           not next(b for b in json.loads(self.ctl(sock, "backend", "list", "--json"))["backends"]
-                                    if b["id"] == 2)["operational"], 10, "the balancer to see backend 2 down", self.log)
+            netns.wait_for(lambda: balancer_sees_2(False), 10, "the balancer to see backend 2 down", self.log)
+            # The connections of before: the balancer sends them to a stand-in, which holds no socket for them
+            # and walks them on to backend 2.
+            walked_before = sum(self.agent_counters(i)["misdirected_forwarded"] for i in (1, 3))
+            self.assertEqual(set(self.round(before).values()), {"b2"}, "connections of before, views differing")
+            self.assertGreaterEqual(sum(self.agent_counters(i)["misdirected_forwarded"] for i in (1, 3)) - walked_before,
+                                    len(before_ports))
+
+            # New sessions: the stand-in's view places them on backend 2 (the SYN follows this view).
             ports = list(range(36000, 36100))
             primary_2 = [p for p, w in self.expected(ports).items() if w["serving"] == 2]
             self.assertGreater(len(primary_2), 10)
             lb_view = self.expected(primary_2, down="2")
-            forwarded_before = sum(self.agent_counters(i)["gue_forwarded"] for i in (1, 3))
+            forwarded_before = sum(self.agent_counters(i)["gue_forwarded"] + self.agent_counters(i)["misdirected_forwarded"]
+                                   for i in (1, 3))
             mismatch_before = sum(self.agent_counters(i)["digest_mismatch"] for i in (1, 2, 3))
             got = self.sessions(primary_2)
             for p in primary_2:
                 self.assertEqual(got[p], "b2", f"port {p}: sent to b{lb_view[p]['serving']}, forwarded on to b2, served")
-            forwarded = sum(self.agent_counters(i)["gue_forwarded"] for i in (1, 3)) - forwarded_before
+            forwarded = sum(self.agent_counters(i)["gue_forwarded"] + self.agent_counters(i)["misdirected_forwarded"]
+                            for i in (1, 3)) - forwarded_before
             self.assertGreaterEqual(forwarded, len(primary_2) * 3, "the stand-ins forwarded every packet")
             self.assertEqual(sum(self.agent_counters(i)["digest_mismatch"] for i in (1, 2, 3)), mismatch_before,
                              "health views differ, membership and weights do not")
+            # Long-lived connections opened during the disagreement (the balancer's connection table pins them
+            # to the stand-in, the agents place them on 2).
+            during_ports = [p for p, w in self.expected(range(38200, 38400), vport=7000).items()
+                            if w["serving"] == 2][:8]
+            during = self.hold(during_ports)
+            self.assertEqual(set(self.round(during).values()), {"b2"})
+        finally:
+            lb.run("nft", "delete table inet block", check=False)
+        # The views agree again: every connection keeps its server, none is reset.
+        netns.wait_for(lambda: balancer_sees_2(True), 10, "the balancer to see backend 2 up again", self.log)
+        self.assertEqual(set(self.round(before).values()), {"b2"}, "connections of before, views agreeing again")
+        self.assertEqual(set(self.round(during).values()), {"b2"}, "connections of during, views agreeing again")
+        for holder in (before, during):
+            holder.stdin.close()
+            holder.wait(timeout=10)
 
+        try:
             # A hop budget of 0: the stand-in must serve what it gets (last resort), no forwarding.
             self.write(hops=0)
             self.daemon.send_signal(signal.SIGHUP)
             netns.wait_for(lambda: "SIGHUP: configuration reloaded" in open(self.log).read(), 10, "reload", self.log)
+            lb.run("nft", "add table inet block")
+            lb.run("nft", "add chain inet block out { type filter hook output priority 0 ; }")
+            lb.run("nft", "add rule inet block out ip daddr 10.0.0.12 tcp dport 8080 drop")
+            netns.wait_for(lambda: balancer_sees_2(False), 10, "the balancer to see backend 2 down", self.log)
             ports = list(range(37000, 37100))  # fresh client ports: the others may linger in TIME_WAIT
             primary_2 = [p for p, w in self.expected(ports).items() if w["serving"] == 2]
             lb_view = self.expected(primary_2, down="2")
@@ -194,7 +277,15 @@ class AgentTest(unittest.TestCase):
             self.write(hops=2)
             self.daemon.send_signal(signal.SIGHUP)
 
-    def test_3_agent_detaches_on_exit(self):
+    def test_3_agent_reload_by_cli(self):
+        """`understudyctl --socket AGENT reload` applies the file and says so (it aborted on the agent's reply)."""
+        status = json.loads(self.ctl(self.agent_socket(1), "status", "--json"))
+        out = self.ctl(self.agent_socket(1), "reload")
+        self.assertEqual(out.strip(), f"reloaded: generation {status['generation'] + 1}")
+        self.assertEqual(json.loads(self.ctl(self.agent_socket(1), "status", "--json"))["generation"],
+                         status["generation"] + 1)
+
+    def test_4_agent_detaches_on_exit(self):
         b3 = self.topo.backend(3)
         self.assertIn("xdp", b3.run("ip", "link", "show", "eth0").stdout)
         self.agents[3].send_signal(signal.SIGTERM)
