@@ -81,23 +81,49 @@ def main():
             c.sock.close()
             c.sock = None
 
+    # Every connection is opened at once (non-blocking connects), so that connections a change leaves
+    # unanswered cost one connect timeout in all, not one each.
+    pending = {}
     for c in conns:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.settimeout(args.connect_timeout)
+        s.setblocking(False)
         try:
             s.bind(("0.0.0.0", c.sport))
-            s.connect((args.vip, args.port))
+            err = s.connect_ex((args.vip, args.port))
         except OSError as e:
-            c.error, c.error_at = f"connect: {errno.errorcode.get(e.errno, e)}", time.monotonic()
+            err = e.errno
+        if err not in (0, errno.EINPROGRESS):
+            c.error, c.error_at = f"connect: {errno.errorcode.get(err, err)}", time.monotonic()
             s.close()
             continue
-        s.setblocking(False)
-        c.sock = s
-        c.connected_at = time.monotonic()
-        c.last_reply = c.connected_at  # the first gap runs from the handshake
-        sel.register(s, selectors.EVENT_READ, c)
+        pending[s] = c
+    connecting = selectors.DefaultSelector()
+    for s, c in pending.items():
+        connecting.register(s, selectors.EVENT_WRITE, c)
+    deadline = time.monotonic() + args.connect_timeout
+    while pending and not stop[0]:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        for key, _ in connecting.select(timeout=left):
+            s, c = key.fileobj, key.data
+            connecting.unregister(s)
+            del pending[s]
+            err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                c.error, c.error_at = f"connect: {errno.errorcode.get(err, err)}", time.monotonic()
+                s.close()
+                continue
+            c.sock = s
+            c.connected_at = time.monotonic()
+            c.last_reply = c.connected_at  # the first gap runs from the handshake
+            sel.register(s, selectors.EVENT_READ, c)
+    for s, c in pending.items():
+        c.error, c.error_at = "connect: timeout", time.monotonic()
+        connecting.unregister(s)
+        s.close()
 
     def write_report(now):
         tmp = args.report + ".tmp"
