@@ -93,7 +93,7 @@ struct DataplaneConfig {
     uint16_t gue_port = 6080;           // outer UDP destination port of gue
     uint32_t conn_table_size = 1u << 20;          // entries per worker lcore
     uint32_t mbufs = 0;                 // mbuf pool size; 0 = sized from the RX queues (a floor if set)
-    uint8_t hop_budget = 2;             // forwards a packet may still take after the balancer
+    uint8_t hop_budget = 3;             // forwards a packet may still take after the balancer
     uint16_t mtu = 1500;                // every port's MTU: the largest IP packet received or sent
     uint32_t mbuf_data_room = 0;        // frame bytes one mbuf holds (past DPDK's headroom); 0 = from mtu
     bool outer_df = true;               // DF on outer IPv4 headers; false: a per-worker identification counter

@@ -346,7 +346,7 @@ TEST(ConfigParse, Defaults)
     EXPECT_EQ(d.non_vip, NonVipPolicy::kernel);
     EXPECT_EQ(d.exception_iface, "understudy0");
     EXPECT_EQ(d.conn_table_size, 1u << 20);
-    EXPECT_EQ(d.hop_budget, 2);
+    EXPECT_EQ(d.hop_budget, 3);  // docs/configuration.md
     EXPECT_EQ(d.mbufs, 0u);  // sized from the RX queues
     EXPECT_EQ(c.control.socket, "/run/understudy/understudy.sock");
     EXPECT_EQ(c.control.socket_group, "");
@@ -1278,4 +1278,43 @@ TEST(ConfigExample, ShippedConfigIsValid)
     for (const auto &v : config->vips)
         has_v6_vip = has_v6_vip || (!v.address.is_v4() && v.pool == "web");
     EXPECT_TRUE(has_v6_vip);
+}
+
+// [agent] tunnel_sources: addresses and prefixes, IPv4 and IPv6; each bad entry named with its line.
+TEST(ConfigAgent, TunnelSources)
+{
+    auto config = parse_config(doc({
+                                   /* 1 */ "[cluster]",
+                                   /* 2 */ kSecretLine,
+                                   /* 3 */ "[agent]",
+                                   /* 4 */ "interface = \"eth0\"",
+                                   /* 5 */ "tunnel_sources = [\"10.0.0.0/24\", \"2001:db8::/48\", \"192.0.2.7\"]",
+                               }),
+                               "t.toml");
+    ASSERT_TRUE(config) << config.error();
+    const auto &t = config->agent.tunnel_sources;
+    ASSERT_EQ(t.size(), 3u);
+    EXPECT_EQ(t[0].first, *Address::parse("10.0.0.0"));
+    EXPECT_EQ(t[0].second, 24);
+    EXPECT_EQ(t[1].first, *Address::parse("2001:db8::"));
+    EXPECT_EQ(t[1].second, 48);
+    EXPECT_EQ(t[2].second, 32) << "an address alone is a host";
+
+    auto ps = problems(doc({
+        /* 1 */ "[cluster]",
+        /* 2 */ kSecretLine,
+        /* 3 */ "[agent]",
+        /* 4 */ "interface = \"eth0\"",
+        /* 5 */ "tunnel_sources = [",
+        /* 6 */ "  \"10.0.0.0/33\",",
+        /* 7 */ "  7,",
+        /* 8 */ "  \"nope/8\",",
+        /* 9 */ "  \"10.0.0.1/\",",
+        /* 10 */ "]",
+    }));
+    ASSERT_EQ(ps.size(), 4u) << show(ps);
+    EXPECT_TRUE(has_problem(ps, "t.toml:6: agent.tunnel_sources[0]: ", "is not ADDR or ADDR/PREFIX"));
+    EXPECT_TRUE(has_problem(ps, "t.toml:7: agent.tunnel_sources[1]: ", "must be a string"));
+    EXPECT_TRUE(has_problem(ps, "t.toml:8: agent.tunnel_sources[2]: "));
+    EXPECT_TRUE(has_problem(ps, "t.toml:9: agent.tunnel_sources[3]: "));
 }

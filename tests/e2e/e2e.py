@@ -401,9 +401,11 @@ class Cluster:
         extra = f"mtu = {self.dataplane_mtu}" if self.dataplane_mtu else ""
         agent_text = ""
         if agent:
-            # Every balancer node's outer source, where this build lets an agent list them ([dataplane]
-            # source_v4 names one node only).
+            # Every balancer node's outer source ([dataplane] source_v4 names one node only), and every
+            # backend, spares included: a backend that joined on the balancers first is in no pool of the
+            # agents yet, and forwards what it gets by their view.
             sources = [f'"{self.topo.balancer_addr(k)}/32"' for k in range(1, self.topo.n_balancers + 1)]
+            sources += [f'"{self.topo.backend_addr(k)}/32"' for k in range(1, self.topo.n_backends + 1)]
             line = f"tunnel_sources = [{', '.join(sources)}]"
             agent_text = AGENT_SECTION.format(socket=os.path.join(self.dir, "agent.sock"), xdp_mode=self.xdp_mode,
                                               extra=line + "\n" if self._agent_accepts(line) else "")

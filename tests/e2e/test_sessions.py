@@ -12,8 +12,9 @@ sequences that make views differ. In every scenario the same three clients run t
       complete and move data, on the server the reference names.
 
 Where each session should be comes from tools/ordering_ref.py given the configuration and the backends the
-balancers see down at the moment the session opened (a SYN is served where the balancer sends it; an
-established session stays where it is), never from the daemon under test. The design promises zero
+backends' agents see down at the moment the session opened (a SYN goes where the balancer sends it and on to
+the serving server of the receiving agent's view, docs/agent.md; an established session stays where it is),
+never from the daemon under test. The design promises zero
 resets for gue in every scenario:
 
     test_1  a node is killed (SIGKILL, route withdrawn at once)
@@ -317,9 +318,9 @@ class SessionScenarios:
             c.reload_agents(JOINED)
             t.event("agents: backend 5 joins")
             self.wait_agents_see(set(JOINED), up=set(JOINED))
-        # The balancers' view decides where a new connection's SYN goes, and that is where it is served.
-        lb_weights = JOINED if first == "balancers" else BASE
-        t.add_stream(f"opened while only the {first} know backend 5", port + 500, CONNS // 2, weights=lb_weights)
+        # The receiving agent's view places a new connection (the balancer's only picks the first hop).
+        agent_weights = JOINED if first == "agents" else BASE
+        t.add_stream(f"opened while only the {first} know backend 5", port + 500, CONNS // 2, weights=agent_weights)
         t.event("second set of connections open")
         self.settle(2.0)
         if first == "balancers":
@@ -361,8 +362,9 @@ class SessionScenarios:
         else:
             self.wait_agents_see(set(BASE), up=others)
         t.event(f"the {blind} see backend {BLIND} down")
-        lb_down = {BLIND} if blind == "balancers" else set()
-        t.add_stream(f"opened while the {blind} see backend {BLIND} down", port + 500, CONNS // 2, down=lb_down)
+        # The receiving agent's view places a new connection (the balancer's only picks the first hop).
+        agent_down = {BLIND} if blind == "agents" else set()
+        t.add_stream(f"opened while the {blind} see backend {BLIND} down", port + 500, CONNS // 2, down=agent_down)
         t.event("second set of connections open")
         self.settle(1.5)
         c.topo.unblock_port(BLIND)
