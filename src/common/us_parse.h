@@ -112,8 +112,12 @@ US_INLINE int us_parse_ipv4(const uint8_t *ip, const uint8_t *end, const uint8_t
         return US_PARSE_DROP;
     }
     uint32_t total = us_be16(ip + 2);
-    if (total < ihl || ip + total > end) {
+    if (total < ihl) {
         *reason = US_DROP_bad_ip_length;
+        return US_PARSE_DROP;
+    }
+    if (ip + total > end) { /* a sound header on a frame cut short: see us_parse_ip */
+        *reason = US_DROP_truncated_frame;
         return US_PARSE_DROP;
     }
     uint16_t frag = us_be16(ip + 6);
@@ -139,8 +143,12 @@ US_INLINE int us_parse_ipv6(const uint8_t *ip, const uint8_t *end, const uint8_t
     }
     uint32_t payload = us_be16(ip + 4);
     /* 0 would be a jumbogram (not supported); l3_len must fit 16 bits */
-    if (payload == 0 || payload > 65535 - 40 || ip + 40 + payload > end) {
+    if (payload == 0 || payload > 65535 - 40) {
         *reason = US_DROP_bad_ip_length;
+        return US_PARSE_DROP;
+    }
+    if (ip + 40 + payload > end) {
+        *reason = US_DROP_truncated_frame;
         return US_PARSE_DROP;
     }
     const uint8_t *pkt_end = ip + 40 + payload;
@@ -282,7 +290,10 @@ US_INLINE int us_parse_quote(const uint8_t *q, const uint8_t *end, const uint8_t
 /* Parses the IP packet at l3 whose version (4 or 6) the caller knows from an EtherType, a GUE header or an
  * outer IP protocol: everything us_parse_packet does after the L2 header. The packet ends at end at the
  * latest (for a tunnelled packet: where the outer packet or UDP datagram ends), buf_end is the end of the
- * buffer (the same as end for a frame). Offsets are from base; vlan_count is the caller's. */
+ * buffer (the same as end for a frame). Offsets are from base; vlan_count is the caller's.
+ * An IP length that cannot be (below the header, an IPv6 jumbogram) is bad_ip_length; one larger than the
+ * bytes at hand is truncated_frame: a sound packet cut short on its way in, as net_af_packet hands over
+ * GRO-merged frames cut to its ring's frame size, or a capture cut at its snap length. */
 US_INLINE int us_parse_ip(const uint8_t *base, const uint8_t *l3, const uint8_t *end, const uint8_t *buf_end,
                           int ip_version, struct us_parsed *p, int *reason)
 {

@@ -28,10 +28,12 @@ struct us_gue_private {
     uint8_t session_hash[8];
     uint8_t pool_digest[4]; /* sender's view of the pool: membership and weights */
     uint8_t hop_budget;     /* forwards left after this one; 0 = the receiver must serve */
-    uint8_t reserved[3];
+    uint8_t walked;         /* backends: candidate places tried by the walk (bpf/README.md); 0 from a balancer */
+    uint8_t reserved[2];
 } __attribute__((packed));
 
-/* The sender's connection table chose this server for an established flow: serve it, do not re-check. */
+/* The sender's connection table chose this server for an established flow (its ordering may name another
+ * now). Informational for TCP, which a backend decides by its sockets; a backend serves other pinned flows. */
 #define US_GUE_F_PINNED 0x01
 /* The server is not the session's primary (the primary is down, or the flow is pinned elsewhere). */
 #define US_GUE_F_FAILOVER 0x02
@@ -45,24 +47,30 @@ struct us_gue_hdr {
 #define US_GUE_HLEN_WORDS ((US_GUE_HDR_LEN - 4) / 4)
 
 /* Drop reasons: every drop path counts exactly one of these. X(name, help) */
-#define US_DROP_REASONS(X)                                                                                 \
-    X(truncated_l2, "shorter than its Ethernet or VLAN header")                                            \
-    X(multi_segment, "frame spans several buffers: jumbo frames need a larger mbuf data room")             \
-    X(vlan_too_deep, "more than two VLAN tags")                                                            \
-    X(not_ip, "neither IPv4 nor IPv6, and the non-VIP policy is drop")                                     \
-    X(truncated_l3, "shorter than its IP header")                                                          \
-    X(bad_ip_version, "IP version field does not match the EtherType")                                     \
-    X(bad_ihl, "IPv4 header length below 20 bytes or past the packet")                                     \
-    X(bad_ip_length, "IP total or payload length disagrees with the packet")                               \
-    X(bad_ext_header, "IPv6 extension header chain too long, truncated or not walkable (ESP)")             \
-    X(truncated_l4, "shorter than its TCP, UDP or ICMP header")                                            \
-    X(bad_l4_header, "TCP data offset or UDP length impossible")                                           \
-    X(bad_icmp_quote, "ICMP error whose quoted packet is truncated or malformed")                          \
-    X(no_vip, "for no VIP and the non-VIP policy is drop")                                                 \
-    X(no_server, "the VIP's pool has no operational server")                                               \
-    X(too_big, "encapsulated packet would exceed the buffer")                                              \
-    X(no_next_hop, "no MAC known yet for the backend or gateway (neighbour table)")                        \
-    X(tx_full, "the port's TX queue was full")                                                             \
+#define US_DROP_REASONS(X)                                                                                  \
+    X(truncated_l2, "shorter than its Ethernet or VLAN header")                                             \
+    X(not_for_us, "unicast to another MAC address than the port's (the port is promiscuous)")               \
+    X(multi_segment, "frame spans several buffers: raise [dataplane] mbuf_data_room")                       \
+    X(vlan_too_deep, "more than two VLAN tags")                                                             \
+    X(not_ip, "neither IPv4 nor IPv6, and the non-VIP policy is drop")                                      \
+    X(truncated_l3, "shorter than its IP header")                                                           \
+    X(bad_ip_version, "IP version field does not match the EtherType")                                      \
+    X(bad_ihl, "IPv4 header length below 20 bytes or past the packet")                                      \
+    X(bad_ip_length, "IP total length below the header length, or an IPv6 jumbogram (payload length 0)")    \
+    X(truncated_frame, "IP length larger than the bytes received: a frame cut short (snap length, GRO)")    \
+    X(bad_ext_header, "IPv6 extension header chain too long, truncated or not walkable (ESP)")              \
+    X(truncated_l4, "shorter than its TCP, UDP or ICMP header")                                             \
+    X(bad_l4_header, "TCP data offset or UDP length impossible")                                            \
+    X(bad_icmp_quote, "ICMP error whose quoted packet is truncated or malformed")                           \
+    X(no_vip, "for no VIP and the non-VIP policy is drop")                                                  \
+    X(no_server, "the VIP's pool has no operational server")                                                \
+    X(too_big, "over the MTU once encapsulated: answered with ICMP frag-needed / ICMPv6 packet-too-big")    \
+    X(too_big_df_clear, "over the MTU once encapsulated, IPv4 with DF clear: not fragmented, not answered") \
+    X(too_big_icmp_error, "an ICMP error over the MTU once encapsulated: never answered by another")        \
+    X(icmp_rate_limited, "over the MTU once encapsulated; its ICMP answer exceeded [dataplane] icmp_rate")  \
+    X(no_headroom, "the buffer's headroom cannot hold the new headers")                                     \
+    X(no_next_hop, "no MAC known yet for the backend or gateway (neighbour table)")                         \
+    X(tx_full, "the port's TX queue was full")                                                              \
     X(exception_full, "the exception path (kernel tap) was full or absent")
 
 enum us_drop_reason {
@@ -73,20 +81,21 @@ enum us_drop_reason {
 };
 
 /* Per-lcore counters besides drops. X(name, help) */
-#define US_COUNTERS(X)                                                                                     \
-    X(rx_packets, "packets received")                                                                      \
-    X(rx_bytes, "bytes received")                                                                          \
-    X(tx_packets, "packets forwarded to a backend")                                                        \
-    X(tx_bytes, "bytes forwarded to a backend, after encapsulation")                                       \
-    X(exception_packets, "non-VIP packets handed to the kernel")                                           \
-    X(kernel_packets, "packets from the kernel sent out of the port")                                      \
-    X(failovers, "packets sent to a server other than their primary")                                      \
-    X(fragments, "IP fragments forwarded, hashed without ports")                                           \
-    X(icmp_errors, "ICMP errors forwarded to the server of the flow they quote")                           \
-    X(conn_hits, "connection-table hits")                                                                  \
-    X(conn_misses, "connection-table misses (new flows)")                                                  \
-    X(conn_evictions, "connection-table entries replaced before they expired")                             \
-    X(conn_stale, "connection-table entries whose server was no longer operational")
+#define US_COUNTERS(X)                                                                                      \
+    X(rx_packets, "packets received")                                                                       \
+    X(rx_bytes, "bytes received")                                                                           \
+    X(tx_packets, "packets forwarded to a backend")                                                         \
+    X(tx_bytes, "bytes forwarded to a backend, after encapsulation")                                        \
+    X(exception_packets, "non-VIP packets handed to the kernel")                                            \
+    X(kernel_packets, "packets from the kernel sent out of the port")                                       \
+    X(failovers, "packets sent to a server other than their primary")                                       \
+    X(fragments, "IP fragments forwarded, hashed without ports")                                            \
+    X(icmp_errors, "ICMP errors forwarded to the server of the flow they quote")                            \
+    X(conn_hits, "connection-table hits")                                                                   \
+    X(conn_misses, "connection-table misses (new flows)")                                                   \
+    X(conn_evictions, "connection-table entries replaced before they expired")                              \
+    X(conn_stale, "connection-table entries whose server was no longer operational")                        \
+    X(icmp_too_big_sent, "ICMP frag-needed / ICMPv6 packet-too-big sent to clients (drop reason too_big)")
 
 enum us_counter {
 #define US_X(name, help) US_CTR_##name,

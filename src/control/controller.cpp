@@ -410,7 +410,7 @@ Json Controller::health_json(const std::string &filter) const
 Json Controller::stats_json() const
 {
     const dp::Snapshot *s = dataplane_.current();
-    Json j = understudy::stats_json(config_, *s, dataplane_.stats());
+    Json j = understudy::stats_json(config_, *s, dataplane_.stats(), dataplane_.port_stats());
     j["conn_table_entries"] = dataplane_.conn_occupancy();
     j["generation"] = generation_;
     j["time_s"] = double(monotonic_ns()) / 1e9;

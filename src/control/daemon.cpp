@@ -33,12 +33,15 @@ static dp::DataplaneOptions dataplane_options(const Config &config, const std::v
         std::string iface = config.dataplane.ports.size() == 1
                                 ? config.dataplane.exception_iface
                                 : config.dataplane.exception_iface + std::to_string(o.ports.size());
-        o.ports.push_back(dp::PortSpec{p.name, p.devargs, p.rx_queues, tap && p.rx_queues > 0, iface, p.tx_port});
+        o.ports.push_back(dp::PortSpec{p.name, p.devargs, p.rx_queues, tap && p.rx_queues > 0, iface, p.tx_port, {}});
     }
     o.worker_lcores = config.dataplane.worker_lcores;
     o.non_vip = config.dataplane.non_vip;
     o.conn_table_size = config.dataplane.conn_table_size;
     o.mbufs = config.dataplane.mbufs;
+    o.mtu = config.dataplane.mtu;
+    o.data_room = config.dataplane.data_room();
+    o.log = log;
     return o;
 }
 
@@ -63,6 +66,8 @@ static Status restart_only_changes(const Config &a, const Config &b)
         what += " dataplane.conn_table_size";
     if (x.mbufs != y.mbufs)
         what += " dataplane.mbufs";
+    if (x.mtu != y.mtu || x.data_room() != y.data_room())
+        what += " dataplane.mtu/mbuf_data_room";
     if (a.control.socket != b.control.socket || a.control.socket_group != b.control.socket_group ||
         a.control.metrics != b.control.metrics)
         what += " control";

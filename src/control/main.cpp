@@ -16,6 +16,9 @@ int main(int argc, char **argv)
     rp->add_option("--in", replay.in, "input capture (pcap)")->required();
     rp->add_option("--out", replay.out, "output capture (pcap), overwritten")->required();
     rp->add_option("--down", replay.down, "server IDs to treat as not operational, comma-separated");
+    rp->add_option("--port-mac", replay.port_mac,
+                   "the balancer port's MAC in the capture: frames to other unicast MACs are dropped "
+                   "(default: the net_pcap port's, 02:70:63:61:70:00)");
     rp->add_flag("--json", replay.json, "print the statistics as one JSON object");
     rp->add_option("eal", replay.eal_args, "EAL arguments after --, replacing the defaults");
 

@@ -42,6 +42,26 @@ std::string render_prometheus(const Controller &c)
     for (int i = 0; i < US_DROP_MAX; i++)
         o << "understudy_drops_total{reason=\"" << dp::drop_name(i) << "\"} "
           << stats["drops"][std::string(dp::drop_name(i))].get<uint64_t>() << "\n";
+    // The ports' own counters, as their drivers keep them: what never reached a worker (missed, nombuf,
+    // errors) and what the NIC failed to send.
+    struct PortMetric {
+        const char *name, *field, *help;
+    };
+    static constexpr PortMetric kPortMetrics[] = {
+        {"understudy_port_rx_packets_total", "rx_packets", "packets the port received (driver's ipackets)"},
+        {"understudy_port_rx_bytes_total", "rx_bytes", "bytes the port received (ibytes)"},
+        {"understudy_port_rx_missed_total", "rx_missed", "packets the NIC dropped: RX queue full (imissed)"},
+        {"understudy_port_rx_errors_total", "rx_errors", "erroneous packets received (ierrors)"},
+        {"understudy_port_rx_nombuf_total", "rx_nombuf", "receives that found the mbuf pool empty (rx_nombuf)"},
+        {"understudy_port_tx_packets_total", "tx_packets", "packets the port sent (opackets)"},
+        {"understudy_port_tx_bytes_total", "tx_bytes", "bytes the port sent (obytes)"},
+        {"understudy_port_tx_errors_total", "tx_errors", "packets the port failed to send (oerrors)"},
+    };
+    for (const PortMetric &m : kPortMetrics) {
+        family(m.name, "counter", m.help);
+        for (auto &p : stats["ports"])
+            o << m.name << "{port=\"" << label(p["port"]) << "\"} " << p[m.field].get<uint64_t>() << "\n";
+    }
     family("understudy_vip_packets_total", "counter", "packets received for a VIP and forwarded");
     for (auto &v : stats["vips"])
         o << "understudy_vip_packets_total{vip=\"" << label(v["vip"]) << "\",pool=\"" << label(v["pool"]) << "\"} "
@@ -229,12 +249,34 @@ static int telemetry_backends(const char *, const char *, rte_tel_data *d)
     return 0;
 }
 
+static int telemetry_ports(const char *, const char *, rte_tel_data *d)
+{
+    auto &t = TelemetryExport::instance();
+    std::lock_guard<std::mutex> lock(t.mutex_);
+    rte_tel_data_start_dict(d);
+    if (t.stats_.is_null() || !t.stats_.contains("ports"))
+        return 0;
+    for (auto &p : t.stats_["ports"]) {
+        rte_tel_data *port = rte_tel_data_alloc();
+        if (!port)
+            return -ENOMEM;
+        rte_tel_data_start_dict(port);
+        for (auto &[k, v] : p.items())
+            if (v.is_number_unsigned())
+                rte_tel_data_add_dict_u64(port, k.c_str(), v.get<uint64_t>());
+        rte_tel_data_add_dict_container(d, p["port"].get<std::string>().c_str(), port, 0);
+    }
+    return 0;
+}
+
 void TelemetryExport::register_commands()
 {
     rte_telemetry_register_cmd("/understudy/stats", telemetry_stats,
                                "understudy counters and drop reasons. No parameters");
     rte_telemetry_register_cmd("/understudy/backends", telemetry_backends,
                                "Packets forwarded per backend (pool/id). No parameters");
+    rte_telemetry_register_cmd("/understudy/ports", telemetry_ports,
+                               "Each port's own counters (rte_eth_stats_get), by port name. No parameters");
 }
 
 }  // namespace understudy

@@ -102,11 +102,22 @@ int run_replay(const ReplayOptions &o)
         dopt.eal_args = {"--in-memory", "--no-pci", "--no-telemetry", "-l", "0,1", "--log-level=lib.*:warning",
                          "--file-prefix=understudy-replay-" + std::to_string(getpid())};
     }
-    dopt.ports.push_back(dp::PortSpec{"pcap", "net_pcap_replay,rx_pcap=" + o.in + ",tx_pcap=" + o.out, 1, false, "", ""});
+    dp::PortSpec port{"pcap", "net_pcap_replay,rx_pcap=" + o.in + ",tx_pcap=" + o.out, 1, false, "", "", {}};
+    if (!o.port_mac.empty()) {
+        rte_ether_addr mac;
+        if (rte_ether_unformat_addr(o.port_mac.c_str(), &mac) != 0 || !rte_is_unicast_ether_addr(&mac)) {
+            std::cerr << "--port-mac: " << o.port_mac << " is not a unicast MAC address (aa:bb:cc:dd:ee:ff)\n";
+            return 2;
+        }
+        port.mac = mac;
+    }
+    dopt.ports.push_back(port);
     dopt.worker_lcores = {};
     dopt.non_vip = NonVipPolicy::drop;  // counted, not written
     dopt.conn_table_size = config->dataplane.conn_table_size;
     dopt.mbufs = config->dataplane.mbufs;
+    dopt.mtu = config->dataplane.mtu;
+    dopt.data_room = config->dataplane.data_room();
     dopt.stop_after_rx = uint64_t(records);
 
     dp::Dataplane dataplane;
@@ -133,10 +144,10 @@ int run_replay(const ReplayOptions &o)
     }
     dp::StatsTotal stats = dataplane.stats();
     if (o.json)
-        std::cout << stats_json(*config, *dataplane.current(), stats).dump() << "\n";
+        std::cout << stats_json(*config, *dataplane.current(), stats, dataplane.port_stats()).dump() << "\n";
     else
         std::cout << "replayed " << records << " packets from " << o.in << " into " << o.out << "\n"
-                  << stats_text(*config, *dataplane.current(), stats);
+                  << stats_text(*config, *dataplane.current(), stats, dataplane.port_stats());
     dataplane.close();
     return 0;
 }

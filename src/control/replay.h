@@ -8,6 +8,7 @@ namespace understudy {
 
 struct ReplayOptions {
     std::string config, in, out, down;
+    std::string port_mac;  // the MAC the capture's frames were sent to ("" = the net_pcap port's own)
     bool json = false;
     std::vector<std::string> eal_args;  // replaces the defaults when given
 };

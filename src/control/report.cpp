@@ -12,13 +12,24 @@ static std::string vip_name(const Vip &v)
     return Endpoint{v.address, v.port}.str() + "/" + std::string(to_string(v.protocol));
 }
 
-nlohmann::ordered_json stats_json(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats)
+static nlohmann::ordered_json port_json(const dp::PortStats &p)
+{
+    return {{"port", p.name},          {"rx_packets", p.rx_packets}, {"rx_bytes", p.rx_bytes},
+            {"rx_missed", p.rx_missed}, {"rx_errors", p.rx_errors},   {"rx_nombuf", p.rx_nombuf},
+            {"tx_packets", p.tx_packets}, {"tx_bytes", p.tx_bytes},   {"tx_errors", p.tx_errors}};
+}
+
+nlohmann::ordered_json stats_json(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats,
+                                  const std::vector<dp::PortStats> &ports)
 {
     nlohmann::ordered_json j;
     for (int c = 0; c < US_CTR_MAX; c++)
         j["counters"][std::string(dp::counter_name(c))] = stats.counters[c];
     for (int d = 0; d < US_DROP_MAX; d++)
         j["drops"][std::string(dp::drop_name(d))] = stats.drops[d];
+    j["ports"] = nlohmann::ordered_json::array();
+    for (const dp::PortStats &p : ports)
+        j["ports"].push_back(port_json(p));
     j["vips"] = nlohmann::ordered_json::array();
     for (size_t i = 0; i < config.vips.size() && i < dp::kMaxVips; i++) {
         const Vip &v = config.vips[i];
@@ -42,11 +53,12 @@ nlohmann::ordered_json stats_json(const Config &config, const dp::Snapshot &snap
     return j;
 }
 
-std::string stats_text(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats)
+std::string stats_text(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats,
+                       const std::vector<dp::PortStats> &ports)
 {
     std::ostringstream out;
-    auto j = stats_json(config, snapshot, stats);
-    char line[160];
+    auto j = stats_json(config, snapshot, stats, ports);
+    char line[256];
     out << "counters\n";
     for (auto &[name, value] : j["counters"].items()) {
         snprintf(line, sizeof line, "  %-20s %12llu\n", name.c_str(), (unsigned long long)value.get<uint64_t>());
@@ -63,6 +75,16 @@ std::string stats_text(const Config &config, const dp::Snapshot &snapshot, const
     }
     if (!any)
         out << "  none\n";
+    if (!j["ports"].empty())
+        out << "ports (the drivers' own counters)\n";
+    for (auto &p : j["ports"]) {
+        snprintf(line, sizeof line, "  %-10s rx %10llu pkts missed %llu errors %llu nombuf %llu  tx %10llu pkts errors %llu\n",
+                 p["port"].get<std::string>().c_str(), (unsigned long long)p["rx_packets"].get<uint64_t>(),
+                 (unsigned long long)p["rx_missed"].get<uint64_t>(), (unsigned long long)p["rx_errors"].get<uint64_t>(),
+                 (unsigned long long)p["rx_nombuf"].get<uint64_t>(), (unsigned long long)p["tx_packets"].get<uint64_t>(),
+                 (unsigned long long)p["tx_errors"].get<uint64_t>());
+        out << line;
+    }
     out << "vips\n";
     for (auto &v : j["vips"]) {
         snprintf(line, sizeof line, "  %-28s pool %-10s %10llu pkts %12llu bytes\n", v["vip"].get<std::string>().c_str(),

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "dataplane/snapshot.h"
@@ -10,7 +11,10 @@
 
 namespace understudy {
 
-nlohmann::ordered_json stats_json(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats);
-std::string stats_text(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats);
+// ports: each port's own counters (Dataplane::port_stats()), listed under "ports".
+nlohmann::ordered_json stats_json(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats,
+                                  const std::vector<dp::PortStats> &ports = {});
+std::string stats_text(const Config &config, const dp::Snapshot &snapshot, const dp::StatsTotal &stats,
+                       const std::vector<dp::PortStats> &ports = {});
 
 }  // namespace understudy

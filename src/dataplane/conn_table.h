@@ -10,7 +10,7 @@
 namespace understudy::dp {
 
 struct ConnEntry {
-    uint64_t tag;        // session hash mixed with the VIP index; 0 = empty
+    uint64_t tag;        // session hash mixed with the VIP's identity (conn_tag); 0 = empty
     uint32_t last_seen;  // connection-table ticks (~1 ms)
     uint16_t slot;       // backend slot in the VIP's pool
     uint16_t id_check;   // low 16 bits of that backend's ID: a reused slot does not match
@@ -32,9 +32,11 @@ bool conn_table_create(ConnTable &table, uint32_t entries, int socket);
 void conn_table_free(ConnTable &table);
 uint64_t conn_table_occupancy(const ConnTable &table, uint32_t now, uint32_t max_idle);
 
-inline uint64_t conn_tag(uint64_t session_hash, uint16_t vip)
+// vip_key is the VIP's stable identity (Vip::conn_key), never its position in the configuration: a flow
+// keeps its entry when other VIPs come, go or move.
+inline uint64_t conn_tag(uint64_t session_hash, uint64_t vip_key)
 {
-    uint64_t tag = session_hash ^ (uint64_t(vip) * 0x9e3779b97f4a7c15ULL);
+    uint64_t tag = session_hash ^ vip_key;
     return tag ? tag : 1;
 }
 

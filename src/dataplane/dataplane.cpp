@@ -8,6 +8,12 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <ctime>
 
@@ -27,6 +33,7 @@ Dataplane::~Dataplane()
 
 Status Dataplane::init(const DataplaneOptions &o)
 {
+    log_ = o.log;
     std::vector<std::string> args{"understudy"};
     args.insert(args.end(), o.eal_args.begin(), o.eal_args.end());
     for (size_t i = 0; i < o.ports.size(); i++) {
@@ -66,11 +73,18 @@ Status Dataplane::init(const DataplaneOptions &o)
                      std::to_string(lcores_.size()) + " (give more with -l)"};
     lcores_.resize(queues);
 
+    // One mbuf holds a whole frame of the MTU (with two VLAN tags): the workers handle single segments only.
+    const uint32_t max_frame = uint32_t(o.mtu) + RTE_ETHER_HDR_LEN + 2 * RTE_VLAN_HLEN;
+    if (o.data_room < max_frame || o.data_room + RTE_PKTMBUF_HEADROOM > UINT16_MAX)
+        return Error{"mbuf data room of " + std::to_string(o.data_room) + " bytes: frames of MTU " +
+                     std::to_string(o.mtu) + " need " + std::to_string(max_frame) + " (at most " +
+                     std::to_string(UINT16_MAX - RTE_PKTMBUF_HEADROOM) + ")"};
+    const uint16_t buf_size = uint16_t(RTE_PKTMBUF_HEADROOM + o.data_room);
     const unsigned needed = std::max(8191u, unsigned(queues) * 4096 + 4095);
     const unsigned mbufs = std::max(needed, o.mbufs);
-    pool_ = rte_pktmbuf_pool_create("mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, int(rte_socket_id()));
+    pool_ = rte_pktmbuf_pool_create("mbufs", mbufs, 256, 0, buf_size, int(rte_socket_id()));
     if (!pool_) {
-        uint32_t each = rte_mempool_calc_obj_size(sizeof(rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE, 0, nullptr);
+        uint32_t each = rte_mempool_calc_obj_size(sizeof(rte_mbuf) + buf_size, 0, nullptr);
         uint64_t mib = (uint64_t(mbufs) * each + (1u << 20) - 1) >> 20;
         return Error{"cannot allocate the mbuf pool (" + std::to_string(mbufs) + " mbufs, " + std::to_string(mib) +
                      " MiB): " + rte_error(rte_errno) + "; reserve more hugepages (tools/setup.sh)" +
@@ -91,18 +105,26 @@ Status Dataplane::init(const DataplaneOptions &o)
         uint16_t id;
         if (rte_eth_dev_get_port_by_name(device_name(p.devargs).c_str(), &id) != 0)
             return Error{"port " + p.name + ": no device '" + device_name(p.devargs) + "' after EAL start"};
-        if (auto st = setup_port(id, p.rx_queues, tx_queues); !st)
+        if (auto st = setup_port(id, p.rx_queues, tx_queues, o.mtu, p.name); !st)
             return Error{"port " + p.name + ": " + st.error()};
         port_ids_.push_back(id);
+        port_names_.push_back(p.name);
+        rte_ether_addr own;
+        rte_eth_macaddr_get(id, &own);
+        if (p.mac) {
+            own = *p.mac;
+            rte_eth_dev_default_mac_addr_set(id, &own);  // where the driver can; the workers use it anyway
+        }
+        port_macs_.push_back(own);
         uint16_t tap = kNoPort;
         if (p.exception_tap) {
             std::string tap_name = "net_tap" + std::to_string(i);
             if (rte_eth_dev_get_port_by_name(tap_name.c_str(), &tap) != 0)
                 return Error{"port " + p.name + ": exception tap did not come up"};
-            if (auto st = setup_port(tap, 1, tx_queues); !st)  // worker 0 of the port drains the kernel's packets
+            // Worker 0 of the port drains the kernel's packets. The tap keeps its own MTU (the host's traffic).
+            if (auto st = setup_port(tap, 1, tx_queues, 0, p.name + " exception tap"); !st)
                 return Error{"port " + p.name + " exception tap: " + st.error()};
-            rte_ether_addr mac;
-            rte_eth_macaddr_get(id, &mac);
+            rte_ether_addr mac = own;
             rte_eth_dev_default_mac_addr_set(tap, &mac);  // the kernel answers ARP with the NIC's MAC
         }
         tap_ids_.push_back(tap);
@@ -121,6 +143,7 @@ Status Dataplane::init(const DataplaneOptions &o)
             w->cfg.tx_port = tx;
             w->cfg.tx_queue = uint16_t(workers_.size());
             w->cfg.tap_port = tap_ids_[i];
+            w->cfg.mac = port_macs_[i];
             w->cfg.poll_tap = tap_ids_[i] != kNoPort && q == 0;
             w->cfg.rcu_id = unsigned(workers_.size());
             w->cfg.non_vip = o.non_vip;
@@ -136,16 +159,128 @@ Status Dataplane::init(const DataplaneOptions &o)
             workers_.push_back(std::move(w));
         }
     }
+    for (size_t k = 0; k < workers_.size(); k++) {
+        workers_[k]->ip_id = uint16_t(k + 1);
+        workers_[k]->ip_id_stride = uint16_t(workers_.size());
+    }
     return Ok{};
 }
 
-Status Dataplane::setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queues)
+// The MTU of a kernel network interface, or -1.
+static int kernel_mtu(unsigned if_index, std::string &name)
+{
+    char buf[IF_NAMESIZE] = {};
+    if (!if_indextoname(if_index, buf))
+        return -1;
+    name = buf;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    ifreq ifr{};
+    std::memcpy(ifr.ifr_name, buf, IF_NAMESIZE);
+    int rc = ioctl(fd, SIOCGIFMTU, &ifr);
+    ::close(fd);
+    return rc == 0 ? ifr.ifr_mtu : -1;
+}
+
+// The MTU of a port ([dataplane] mtu), decided before rte_eth_dev_configure and applied after it.
+//  - A device on a kernel interface (net_af_packet, net_af_xdp, net_tap, net_pcap iface=) whose MTU is
+//    already at least ours is left as it is: the interface is the host's, and lowering it would shrink the
+//    host's own traffic; the balancer still sends nothing larger than ours. One below ours is raised by the
+//    driver (rte_eth_dev_set_mtu sets the interface's MTU), or the start fails when the driver cannot.
+//  - Any other device (a NIC, memory) gets ours through its configuration and its MTU operation; a driver
+//    without one (-ENOTSUP: capture files, rings) has no MTU of its own and takes it as it is.
+Status Dataplane::plan_mtu(const rte_eth_dev_info &info, uint16_t mtu, const std::string &name, MtuPlan &plan)
+{
+    // ethdev's own bounds (as rte_eth_dev_configure checks them), for the message.
+    uint32_t overhead = info.max_mtu != UINT16_MAX && info.max_rx_pktlen > info.max_mtu
+                            ? info.max_rx_pktlen - info.max_mtu
+                            : RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
+    uint32_t most = std::min<uint32_t>(info.max_mtu, info.max_rx_pktlen > overhead ? info.max_rx_pktlen - overhead : 0);
+    bool takes = mtu <= most && mtu >= info.min_mtu;
+    plan = MtuPlan{};
+    if (info.if_index != 0) {
+        plan.iface = "#" + std::to_string(info.if_index);
+        plan.kernel_mtu = kernel_mtu(info.if_index, plan.iface);
+    }
+    std::string range = std::to_string(info.min_mtu) + "-" + std::to_string(most);
+    if (plan.kernel_mtu >= int(mtu)) {
+        plan.configure_mtu = takes ? mtu : 0;
+        if (log_ && plan.kernel_mtu > int(mtu))
+            log_("port " + name + ": interface " + plan.iface + " has MTU " + std::to_string(plan.kernel_mtu) +
+                 ", above [dataplane] mtu = " + std::to_string(mtu) + ": left as it is; the balancer sends at most " +
+                 std::to_string(mtu) + "-byte packets");
+        else if (log_ && !takes)
+            log_("port " + name + ": the driver takes MTUs of " + range + " only; interface " + plan.iface +
+                 " has MTU " + std::to_string(plan.kernel_mtu) + " = [dataplane] mtu: left as it is");
+        return Ok{};
+    }
+    if (!takes)
+        return Error{"[dataplane] mtu = " + std::to_string(mtu) + " is outside what the device takes (" + range + ")" +
+                     (plan.kernel_mtu >= 0 ? ", and interface " + plan.iface + " has MTU " +
+                                                 std::to_string(plan.kernel_mtu)
+                                           : std::string())};
+    plan.configure_mtu = mtu;
+    plan.set = true;
+    return Ok{};
+}
+
+Status Dataplane::apply_mtu(uint16_t port, const MtuPlan &plan, uint16_t mtu)
+{
+    if (!plan.set)
+        return Ok{};
+    int rc = rte_eth_dev_set_mtu(port, mtu);
+    if (rc == 0)
+        return Ok{};
+    if (rc != -ENOTSUP)
+        return Error{"cannot set the MTU to " + std::to_string(mtu) + ": " + rte_error(rc)};
+    if (plan.kernel_mtu >= 0)  // below ours, or plan_mtu would have left it
+        return Error{"its driver cannot set the MTU, and interface " + plan.iface + " has MTU " +
+                     std::to_string(plan.kernel_mtu) + ", below [dataplane] mtu = " + std::to_string(mtu) +
+                     ": raise it first (ip link set dev " + plan.iface + " mtu " + std::to_string(mtu) +
+                     ") or lower [dataplane] mtu"};
+    if (plan.kernel_mtu == -1 && plan.iface.empty())
+        return Ok{};  // no interface: nothing but the configuration limits its frames
+    return Error{"its driver cannot set the MTU, and the MTU of interface " + plan.iface + " cannot be read"};
+}
+
+std::vector<PortStats> Dataplane::port_stats() const
+{
+    std::vector<PortStats> out;
+    for (size_t i = 0; i < port_ids_.size(); i++) {
+        PortStats p;
+        p.name = port_names_[i];
+        rte_eth_stats st{};
+        if (rte_eth_stats_get(port_ids_[i], &st) == 0) {
+            p.rx_packets = st.ipackets;
+            p.rx_bytes = st.ibytes;
+            p.rx_missed = st.imissed;
+            p.rx_errors = st.ierrors;
+            p.rx_nombuf = st.rx_nombuf;
+            p.tx_packets = st.opackets;
+            p.tx_bytes = st.obytes;
+            p.tx_errors = st.oerrors;
+        }
+        out.push_back(std::move(p));
+    }
+    return out;
+}
+
+// mtu 0 leaves the device's MTU as it is.
+Status Dataplane::setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, uint16_t mtu,
+                             const std::string &name)
 {
     rte_eth_dev_info info;
     int rc = rte_eth_dev_info_get(port, &info);
     if (rc != 0)
         return Error{"cannot read device info: " + rte_error(rc)};
     rte_eth_conf conf{};
+    MtuPlan plan;
+    if (mtu) {
+        if (auto st = plan_mtu(info, mtu, name, plan); !st)
+            return st;
+        conf.rxmode.mtu = plan.configure_mtu;
+    }
     if (rx_queues > 1 && info.flow_type_rss_offloads) {
         conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
         conf.rx_adv_conf.rss_conf.rss_hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
@@ -158,6 +293,9 @@ Status Dataplane::setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queu
                      std::to_string(tx_queues) + " needed"};
     if ((rc = rte_eth_dev_configure(port, rxq, tx_queues, &conf)) != 0)
         return Error{"configure: " + rte_error(rc)};
+    if (mtu)
+        if (auto st = apply_mtu(port, plan, mtu); !st)
+            return st;
     uint16_t rx_desc = 1024, tx_desc = 1024;
     rte_eth_dev_adjust_nb_rx_tx_desc(port, &rx_desc, &tx_desc);
     int socket = rte_eth_dev_socket_id(port);
@@ -175,10 +313,7 @@ Status Dataplane::setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queu
 
 rte_ether_addr Dataplane::port_mac(size_t port) const
 {
-    rte_ether_addr mac{};
-    if (port < port_ids_.size())
-        rte_eth_macaddr_get(port_ids_[port], &mac);
-    return mac;
+    return port < port_macs_.size() ? port_macs_[port] : rte_ether_addr{};
 }
 
 void Dataplane::publish(std::unique_ptr<Snapshot> s)

@@ -2,13 +2,16 @@
 // publication of snapshots, and the statistics sum. Cold code; the hot loop is in worker.cpp.
 #pragma once
 
+#include <rte_ethdev.h>
 #include <rte_ether.h>
 #include <rte_mempool.h>
 #include <rte_rcu_qsbr.h>
 #include <sched.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,7 +29,11 @@ struct PortSpec {
     bool exception_tap = false;  // create a net_tap for non-VIP traffic
     std::string tap_iface;
     std::string tx_port;         // name of the port to forward out of ("" = this one)
+    // The port's own MAC when the device's is not the one its frames are sent to (replay: the address the
+    // capture was taken at). Frames to other unicast MACs are dropped as not_for_us.
+    std::optional<rte_ether_addr> mac;
 };
+
 
 struct DataplaneOptions {
     std::vector<std::string> eal_args;  // after argv[0]; devices are added from ports
@@ -36,6 +43,9 @@ struct DataplaneOptions {
     uint32_t conn_table_size = 1u << 20;
     uint32_t mbufs = 0;                  // the pool holds at least this many (0: sized from the RX queues)
     uint64_t stop_after_rx = 0;          // replay: each worker returns after this many packets
+    uint16_t mtu = 1500;                 // set on every port ([dataplane] mtu)
+    uint32_t data_room = 2048;           // frame bytes an mbuf holds past DPDK's headroom (>= mtu + 22)
+    std::function<void(const std::string &)> log;  // start-up notes (ports); none when empty
 };
 
 class Dataplane {
@@ -57,6 +67,8 @@ class Dataplane {
     void stop();          // asks workers to return and waits for them
     void close();         // stops ports (flushes pcap output) and the EAL
     StatsTotal stats() const;
+    // Every port's own counters, in configuration order. Control thread only.
+    std::vector<PortStats> port_stats() const;
     uint64_t conn_occupancy() const;
     size_t workers() const { return workers_.size(); }
     // CPUs the control thread may spread its own threads over (table builds): every CPU the process had
@@ -66,11 +78,24 @@ class Dataplane {
     uint64_t first_packet_tsc(uint64_t generation) const;
 
   private:
-    Status setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queues);
+    Status setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, uint16_t mtu, const std::string &name);
+    // How a port gets [dataplane] mtu (dataplane.cpp): decided from the device's bounds and its kernel
+    // interface, if any, before configuring it; applied after.
+    struct MtuPlan {
+        std::string iface;      // the kernel interface's name, "" when the device has none
+        int kernel_mtu = -1;    // its MTU (-1: none, or unreadable)
+        uint16_t configure_mtu = 0;  // rxmode.mtu (0: the driver's default)
+        bool set = false;       // rte_eth_dev_set_mtu after configuring
+    };
+    Status plan_mtu(const rte_eth_dev_info &info, uint16_t mtu, const std::string &name, MtuPlan &plan);
+    Status apply_mtu(uint16_t port, const MtuPlan &plan, uint16_t mtu);
 
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<unsigned> lcores_;
     std::vector<uint16_t> port_ids_;
+    std::vector<std::string> port_names_;
+    std::vector<rte_ether_addr> port_macs_;
+    std::function<void(const std::string &)> log_;
     std::vector<uint16_t> tap_ids_;
     cpu_set_t process_cpus_{};
     rte_mempool *pool_ = nullptr;

@@ -22,6 +22,7 @@ struct EncapInfo {
     uint32_t pool_digest;
     uint8_t flags;
     uint8_t hop_budget;
+    uint16_t ip_id;  // outer IPv4 identification, network byte order (0 while DF is set)
 };
 
 // Replaces what precedes the IP header (Ethernet, VLAN tags) by `outer` bytes for the new headers and cuts
@@ -30,12 +31,12 @@ struct EncapInfo {
 inline uint8_t *reframe(rte_mbuf *m, const us_parsed &p, uint16_t outer, int &err)
 {
     if (uint32_t(p.l3_offset) + p.l3_len > rte_pktmbuf_data_len(m)) {
-        err = US_DROP_bad_ip_length;
+        err = US_DROP_truncated_frame;  // the parser saw to it already
         return nullptr;
     }
     uint32_t start = uint32_t(m->data_off) + p.l3_offset;
     if (start < outer) {
-        err = US_DROP_too_big;
+        err = US_DROP_no_headroom;
         return nullptr;
     }
     m->data_off = uint16_t(start - outer);
@@ -58,21 +59,24 @@ inline void write_eth(uint8_t *at, const Backend &b, const Source &src, uint16_t
     eth->ether_type = rte_cpu_to_be_16(ether_type);
 }
 
-inline void write_ipv4(uint8_t *at, const Backend &b, const Source &src, uint8_t tos, uint8_t proto, uint16_t total)
+// Identification and flags: DF and identification 0 by default (an atomic datagram, RFC 6864); with
+// outer_df = false no DF and the worker's counter, for paths that must fragment.
+inline void write_ipv4(uint8_t *at, const Backend &b, const Source &src, uint8_t tos, uint8_t proto, uint16_t total,
+                       uint16_t id_be)
 {
     auto *ip = reinterpret_cast<rte_ipv4_hdr *>(at);
     ip->version_ihl = 0x45;
     ip->type_of_service = tos;
     ip->total_length = rte_cpu_to_be_16(total);
-    ip->packet_id = 0;
-    ip->fragment_offset = 0;
+    ip->packet_id = id_be;
+    ip->fragment_offset = src.outer_frag;
     ip->time_to_live = kOuterTtl;
     ip->next_proto_id = proto;
     std::memcpy(&ip->src_addr, src.v4, 4);
     std::memcpy(&ip->dst_addr, b.addr + 12, 4);
-    // The backend's precomputed sum of the fixed fields plus the three that vary (RFC 1624 style).
+    // The backend's precomputed sum of the fixed fields (flags included) plus the four that vary.
     uint32_t sum = uint32_t(b.ip4_sum) + rte_cpu_to_be_16(uint16_t(tos)) + rte_cpu_to_be_16(total) +
-                   rte_cpu_to_be_16(uint16_t(proto));
+                   rte_cpu_to_be_16(uint16_t(proto)) + id_be;
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     ip->hdr_checksum = uint16_t(~sum);
@@ -109,7 +113,7 @@ inline int encap_gue(rte_mbuf *m, const us_parsed &p, const Backend &b, const So
     if (v6)
         write_ipv6(l3, b, src, tos, IPPROTO_UDP, udp_len, uint32_t(info.session_hash));
     else
-        write_ipv4(l3, b, src, tos, IPPROTO_UDP, uint16_t(ip_len + udp_len));
+        write_ipv4(l3, b, src, tos, IPPROTO_UDP, uint16_t(ip_len + udp_len), info.ip_id);
 
     auto *udp = reinterpret_cast<rte_udp_hdr *>(l3 + ip_len);
     // Backends spread received tunnels over their queues by the outer source port: take it from the hash.
@@ -133,7 +137,8 @@ inline int encap_gue(rte_mbuf *m, const us_parsed &p, const Backend &b, const So
     uint32_t digest = rte_cpu_to_be_32(info.pool_digest);
     std::memcpy(gue->pd.pool_digest, &digest, 4);
     gue->pd.hop_budget = info.hop_budget;
-    gue->pd.reserved[0] = gue->pd.reserved[1] = gue->pd.reserved[2] = 0;
+    gue->pd.walked = 0;
+    gue->pd.reserved[0] = gue->pd.reserved[1] = 0;
 
     // IPv6 forbids a zero UDP checksum in general; IPv4 allows it and receivers skip the check.
     if (v6)
@@ -157,7 +162,7 @@ inline int encap_ipip(rte_mbuf *m, const us_parsed &p, const Backend &b, const S
     if (v6)
         write_ipv6(out + sizeof(rte_ether_hdr), b, src, tos, proto, inner_len, uint32_t(info.session_hash));
     else
-        write_ipv4(out + sizeof(rte_ether_hdr), b, src, tos, proto, uint16_t(ip_len + inner_len));
+        write_ipv4(out + sizeof(rte_ether_hdr), b, src, tos, proto, uint16_t(ip_len + inner_len), info.ip_id);
     return 0;
 }
 

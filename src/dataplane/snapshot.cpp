@@ -2,15 +2,19 @@
 // bucket tables the workers read.
 #include "snapshot.h"
 
+#include <rte_cycles.h>
 #include <rte_ip.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
+#include <rte_udp.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
+
+#include "core/siphash.h"
 
 namespace understudy::dp {
 
@@ -56,6 +60,28 @@ uint16_t StatIndex::vip(const Address &address, uint16_t port, Protocol protocol
     uint16_t index = uint16_t(std::min<size_t>(vips_.size(), kMaxVips - 1));
     vips_[key] = index;
     return index;
+}
+
+uint16_t encap_overhead(Method method, bool outer_v6)
+{
+    uint16_t ip = outer_v6 ? sizeof(rte_ipv6_hdr) : sizeof(rte_ipv4_hdr);
+    switch (method) {
+    case Method::gue: return uint16_t(ip + sizeof(rte_udp_hdr) + US_GUE_HDR_LEN);
+    case Method::ipip: return ip;
+    case Method::l2dsr: return 0;
+    }
+    return 0;
+}
+
+uint64_t vip_conn_key(const Secret &secret, const understudy::Vip &vip)
+{
+    std::vector<uint8_t> data{'v', 'i', 'p', 0};
+    data.insert(data.end(), vip.address.bytes.begin(), vip.address.bytes.end());
+    data.push_back(uint8_t(vip.port >> 8));
+    data.push_back(uint8_t(vip.port));
+    data.push_back(uint8_t(vip.protocol));
+    data.insert(data.end(), vip.pool.begin(), vip.pool.end());
+    return siphash13(secret, data);
 }
 
 rte_ether_addr default_backend_mac(uint32_t id)
@@ -123,6 +149,7 @@ Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatInde
         if (pool == config.pools.size())
             return Error{"VIP names unknown pool " + cv.pool};
         Vip v{};
+        v.conn_key = vip_conn_key(config.secret, cv);
         v.pool = uint16_t(pool);
         v.method = uint8_t(cv.method);
         v.affinity = uint8_t(cv.affinity);
@@ -143,12 +170,18 @@ static Address source_v4(const Config &config)
     return config.dataplane.source_v4 ? *config.dataplane.source_v4 : *Address::parse(kDefaultSourceV4);
 }
 
-// The outer IPv4 header's fields that do not change per packet (TOS, length and protocol do), summed
-// once per backend so that the fast path adds three words instead of walking the header.
-static uint16_t ipv4_fixed_sum(const uint8_t src[4], const uint8_t dst[4])
+static uint16_t outer_frag(const Config &config)
+{
+    return config.dataplane.outer_df ? rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG) : 0;
+}
+
+// The outer IPv4 header's fields that do not change per packet (TOS, length, identification and protocol
+// do), summed once per backend so that the fast path adds four words instead of walking the header.
+static uint16_t ipv4_fixed_sum(const uint8_t src[4], const uint8_t dst[4], uint16_t frag_be)
 {
     rte_ipv4_hdr h{};
     h.version_ihl = 0x45;
+    h.fragment_offset = frag_be;
     h.time_to_live = kOuterTtl;
     std::memcpy(&h.src_addr, src, 4);
     std::memcpy(&h.dst_addr, dst, 4);
@@ -177,7 +210,7 @@ std::vector<Backend> build_backends(const Config &config, const understudy::Pool
         b.ip_version = cb.address.is_v4() ? 4 : 6;
         std::memcpy(b.addr, cb.address.bytes.data(), 16);
         if (b.ip_version == 4)
-            b.ip4_sum = ipv4_fixed_sum(src_v4.bytes.data() + 12, b.addr + 12);
+            b.ip4_sum = ipv4_fixed_sum(src_v4.bytes.data() + 12, b.addr + 12, outer_frag(config));
         b.stat_index = options.stat_index->backend(cp.name, m.id);
         std::optional<rte_ether_addr> mac;
         if (cb.mac)
@@ -228,6 +261,18 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, std::shar
     s->source.port_mac = options.port_mac;
     s->source.gue_port = rte_cpu_to_be_16(config.dataplane.gue_port);
     s->source.hop_budget = config.dataplane.hop_budget;
+    s->source.outer_frag = outer_frag(config);
+    s->source.ip_id_mask = config.dataplane.outer_df ? 0 : 0xffff;
+    s->source.mtu = config.dataplane.mtu;
+    for (int m = 0; m < kMethods; m++)
+        for (int v6 = 0; v6 < 2; v6++) {
+            int room = int(config.dataplane.mtu) - encap_overhead(Method(m), v6);
+            s->source.max_inner[m][v6] = uint16_t(std::max(room, 0));
+        }
+    uint64_t hz = options.tsc_hz ? options.tsc_hz : rte_get_tsc_hz();
+    uint32_t rate = config.dataplane.icmp_rate;
+    s->source.icmp_interval = rate ? std::max<uint64_t>(1, hz / rate) : UINT64_MAX;
+    s->source.icmp_full = rate ? s->source.icmp_interval * rate : 0;  // a burst of one second's worth
     return s;
 }
 

@@ -25,6 +25,7 @@ constexpr uint32_t kMaxVips = 1024;
 constexpr uint32_t kMaxBackendStats = 16384;  // backends over all pools that get their own counters
 
 constexpr uint8_t kOuterTtl = 64;  // of the headers the balancer adds
+constexpr int kMethods = 3;        // understudy::Method: gue, ipip, l2dsr
 
 struct Backend {
     uint32_t id;
@@ -47,6 +48,9 @@ struct Pool {
 };
 
 struct Vip {
+    // The VIP's identity in the connection table, mixed into its tags: a hash of address, port, protocol
+    // and pool, so that adding, removing or reordering other VIPs keeps this one's pinned flows.
+    uint64_t conn_key;
     uint16_t pool;
     uint8_t method;      // understudy::Method
     uint8_t affinity;
@@ -92,12 +96,22 @@ inline int32_t vip_find(const VipSlot *slots, uint32_t mask, uint64_t a0, uint64
     return v.port_proto == kVipSlotEmpty ? -1 : int32_t(v.vip);
 }
 
+// What the outer headers and the "too big" answers are made of ([dataplane] settings).
 struct Source {
     uint8_t v4[4];
     uint8_t v6[16];
     rte_ether_addr port_mac;
     uint16_t gue_port;   // network byte order
     uint8_t hop_budget;
+    uint16_t outer_frag;   // outer IPv4 flags and offset, network byte order: DF, or 0 (outer_df = false)
+    uint16_t ip_id_mask;   // 0 with DF (identification 0, RFC 6864), else 0xffff: the worker's counter
+    // The largest inner IP packet that fits the MTU once encapsulated, by method and outer family (0: IPv4,
+    // 1: IPv6): mtu less the outer headers. A larger one is answered with ICMP (worker.cpp).
+    uint16_t max_inner[kMethods][2];
+    uint16_t mtu;
+    // ICMP token bucket, in TSC cycles: the cost of one message and the most a worker may save up.
+    uint64_t icmp_interval;
+    uint64_t icmp_full;
 };
 
 // The VIP lookup: rebuilt only when VIPs change, shared by the snapshots in between.
@@ -156,6 +170,7 @@ class EntryArray {
 
 struct SnapshotOptions {
     rte_ether_addr port_mac{};
+    uint64_t tsc_hz = 0;  // for the ICMP rate (0: rte_get_tsc_hz())
     // Next-hop MAC of an address from the kernel's neighbour table, when the daemon has one.
     // Without a resolver (replay), an unknown MAC becomes default_backend_mac() instead of a drop.
     std::function<std::optional<rte_ether_addr>(const Address &)> resolve_mac;
@@ -167,6 +182,12 @@ constexpr const char *kDefaultSourceV4 = "198.18.0.1";
 constexpr const char *kDefaultSourceV6 = "2001:db8:ffff::1";
 // A backend with no MAC from config or neighbour table gets 02:00:xx:xx:xx:xx built from its ID.
 rte_ether_addr default_backend_mac(uint32_t id);
+
+// Bytes an encapsulation adds in front of the inner IP packet (outer IP, UDP, GUE), by method and family.
+uint16_t encap_overhead(Method method, bool outer_v6);
+
+// The VIP's connection-table identity (Vip::conn_key).
+uint64_t vip_conn_key(const Secret &secret, const understudy::Vip &vip);
 
 Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index);
 

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "snapshot.h"
@@ -31,6 +32,15 @@ struct StatsTotal {
 
     void add(const LcoreStats &s);
     uint64_t total_drops() const;
+};
+
+// A port's own counters as its driver keeps them (rte_eth_stats_get), read by the control thread: what
+// the NIC received but could not hand over (missed: RX ring full; nombuf: mbuf pool empty; errors) and what
+// it failed to send, besides the workers' counters above.
+struct PortStats {
+    std::string name;
+    uint64_t rx_packets = 0, rx_bytes = 0, rx_missed = 0, rx_errors = 0, rx_nombuf = 0;
+    uint64_t tx_packets = 0, tx_bytes = 0, tx_errors = 0;
 };
 
 std::string_view counter_name(int counter);

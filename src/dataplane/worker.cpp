@@ -11,6 +11,7 @@
 #include <cstddef>
 
 #include "encap.h"
+#include "icmp.h"
 #include "us_parse.h"
 
 namespace understudy::dp {
@@ -29,7 +30,7 @@ struct Pending {
     const Pool *pool;
     const us_bucket_entry *entry;
     ConnSet *set;  // nullptr when the VIP keeps no connection table
-    uint64_t tag;   // connection-table tag (the VIP's index between classify and locate)
+    uint64_t tag;   // connection-table tag: the session hash mixed with the VIP's identity
     uint64_t hash;
 };
 
@@ -43,6 +44,19 @@ static_assert(offsetof(us_parsed, src) == offsetof(us_session_key, src) &&
 
 enum class Verdict { dropped, kernel, pending };
 
+// Whether a frame's destination MAC is this port's own or a group address (broadcast, multicast: ARP and
+// IPv6 neighbour discovery need them). The port is promiscuous, so frames for other hosts arrive too.
+static inline bool for_this_host(const uint8_t *dst, const rte_ether_addr &own)
+{
+    uint32_t a, b;
+    uint16_t c, d;
+    std::memcpy(&a, dst, 4);
+    std::memcpy(&c, dst + 4, 2);
+    std::memcpy(&b, own.addr_bytes, 4);
+    std::memcpy(&d, own.addr_bytes + 4, 2);
+    return (dst[0] & 1) || (a == b && c == d);
+}
+
 // Pass 1: parse and find the VIP.
 static inline Verdict classify(Worker &w, const Snapshot &s, rte_mbuf *m, Pending &q)
 {
@@ -51,9 +65,14 @@ static inline Verdict classify(Worker &w, const Snapshot &s, rte_mbuf *m, Pendin
         return Verdict::dropped;
     }
     const uint8_t *data = rte_pktmbuf_mtod(m, const uint8_t *);
+    const uint16_t len = rte_pktmbuf_data_len(m);
+    if (len >= US_ETH_HLEN && !for_this_host(data, w.cfg.mac)) {
+        drop(w, m, US_DROP_not_for_us);
+        return Verdict::dropped;
+    }
     us_parsed &p = q.p;
     int reason = 0;
-    int verdict = us_parse_packet(data, data + rte_pktmbuf_data_len(m), &p, &reason);
+    int verdict = us_parse_packet(data, data + len, &p, &reason);
     if (verdict == US_PARSE_DROP) {
         drop(w, m, reason);
         return Verdict::dropped;
@@ -80,7 +99,6 @@ static inline Verdict classify(Worker &w, const Snapshot &s, rte_mbuf *m, Pendin
     q.m = m;
     q.vip = &s.vips[vip_index];
     q.pool = &s.pools[q.vip->pool];
-    q.tag = uint16_t(vip_index);  // until locate() turns it into the connection-table tag
     if (q.vip->affinity == uint8_t(Affinity::client))
         std::memset(p.sport, 0, 4);  // the ports are not read after this
     return Verdict::pending;
@@ -94,7 +112,7 @@ static inline void locate(Worker &w, Pending &q, uint64_t hash)
     rte_prefetch0(q.entry);
     q.set = nullptr;
     if (q.vip->conn_table) {
-        q.tag = conn_tag(hash, uint16_t(q.tag));
+        q.tag = conn_tag(hash, q.vip->conn_key);
         q.set = &conn_set(w.conn, q.tag);
         rte_prefetch0(q.set);
     }
@@ -130,8 +148,45 @@ static inline uint16_t choose_server(Worker &w, const Pending &q, const us_bucke
     return e.serving;
 }
 
-// Pass 2: choose the server and rewrite. Returns false when the packet was dropped.
-static inline bool forward(Worker &w, const Snapshot &s, const Pending &q, uint32_t now)
+// A VIP packet larger than the MTU once encapsulated for its backend (limit: the largest inner packet that
+// fits). An IPv4 packet with DF set, or any IPv6 packet, is answered with ICMP frag-needed / packet-too-big,
+// within the worker's rate; a packet the balancer could fragment (IPv4, DF clear) is dropped unanswered, as
+// is an ICMP error (RFC 1122 3.2.2, RFC 4443 2.4 (e)): the balancer never fragments. Returns true when m
+// now holds the answer.
+static bool too_big(Worker &w, const Snapshot &s, const Pending &q, uint16_t limit)
+{
+    rte_mbuf *m = q.m;
+    const uint8_t *ip = rte_pktmbuf_mtod(m, const uint8_t *) + q.p.l3_offset;
+    if (q.p.icmp_error) {
+        drop(w, m, US_DROP_too_big_icmp_error);
+        return false;
+    }
+    if (q.p.ip_version == 4 && !(ip[6] & (RTE_IPV4_HDR_DF_FLAG >> 8))) {
+        drop(w, m, US_DROP_too_big_df_clear);
+        return false;
+    }
+    // Token bucket in TSC cycles: one message costs icmp_interval, at most icmp_full is saved up.
+    uint64_t tsc = rte_rdtsc();
+    uint64_t credit = std::min(w.icmp_credit + (tsc - w.icmp_last_tsc), s.source.icmp_full);
+    w.icmp_last_tsc = tsc;
+    if (credit < s.source.icmp_interval) {
+        w.icmp_credit = credit;
+        drop(w, m, US_DROP_icmp_rate_limited);
+        return false;
+    }
+    w.icmp_credit = credit - s.source.icmp_interval;
+    if (int err = make_too_big(m, q.p, w.cfg.mac, limit)) {
+        drop(w, m, err);
+        return false;
+    }
+    w.stats.drops[US_DROP_too_big]++;  // the packet itself is dropped; icmp_too_big_sent counts the answer
+    return true;
+}
+
+enum class Sent { dropped, forwarded, answered };
+
+// Pass 2: choose the server and rewrite (or answer a packet too big for the MTU).
+static inline Sent forward(Worker &w, const Snapshot &s, const Pending &q, uint32_t now)
 {
     rte_mbuf *m = q.m;
     const Pool &pool = *q.pool;
@@ -140,24 +195,29 @@ static inline bool forward(Worker &w, const Snapshot &s, const Pending &q, uint3
     uint16_t slot = choose_server(w, q, e, now, flags);
     if (slot == US_NO_SERVER) {
         drop(w, m, US_DROP_no_server);
-        return false;
+        return Sent::dropped;
     }
     const Backend &b = pool.backends[slot];
     if (!b.mac_known) {
         drop(w, m, US_DROP_no_next_hop);
-        return false;
+        return Sent::dropped;
     }
+    uint16_t limit = s.source.max_inner[q.vip->method][b.ip_version == 6];
+    if (q.p.l3_len > limit)
+        return too_big(w, s, q, limit) ? Sent::answered : Sent::dropped;
     uint32_t primary_id = pool.backends[e.primary].id;
     if (b.id != primary_id) {
         flags |= US_GUE_F_FAILOVER;
         w.stats.counters[US_CTR_failovers]++;
     }
     uint32_t in_len = rte_pktmbuf_pkt_len(m);
-    EncapInfo info{q.hash, primary_id, pool.digest, flags, s.source.hop_budget};
+    EncapInfo info{q.hash, primary_id, pool.digest, flags, s.source.hop_budget,
+                   rte_cpu_to_be_16(uint16_t(w.ip_id & s.source.ip_id_mask))};
+    w.ip_id = uint16_t(w.ip_id + w.ip_id_stride);
     int err = kEncap[q.vip->method](m, q.p, b, s.source, info);
     if (err) {
         drop(w, m, err);
-        return false;
+        return Sent::dropped;
     }
     w.stats.counters[US_CTR_fragments] += q.p.fragment;
     w.stats.counters[US_CTR_icmp_errors] += q.p.icmp_error;
@@ -165,17 +225,16 @@ static inline bool forward(Worker &w, const Snapshot &s, const Pending &q, uint3
     w.stats.vip_bytes[q.vip->stat_index] += in_len;
     w.stats.backend_packets[b.stat_index]++;
     w.stats.backend_bytes[b.stat_index] += rte_pktmbuf_pkt_len(m);
-    return true;
+    return Sent::forwarded;
 }
 
 // In passes over the burst: parse and find the VIPs; hash the sessions two at a time and prefetch their
 // per-flow state; choose and rewrite. The per-flow reads of a whole burst (bucket entries, connection
 // sets) are then in flight together: with many flows each is a cache miss, and handled one packet at a
 // time every miss would wait alone.
-BurstResult process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n, uint32_t now,
-                          rte_mbuf **tx, rte_mbuf **exc)
+void process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n, uint32_t now, BurstOut &out)
 {
-    BurstResult r;
+    out.n_tx = out.n_exc = out.n_icmp = 0;
     Pending pending[kBurst];
     uint16_t n_pending = 0;
     constexpr uint16_t kAhead = 4;
@@ -194,7 +253,7 @@ BurstResult process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_
             n_pending++;
             break;
         case Verdict::kernel:
-            exc[r.n_exc++] = m;
+            out.exc[out.n_exc++] = m;
             break;
         case Verdict::dropped:
             break;
@@ -216,10 +275,18 @@ BurstResult process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_
                us_siphash(secret, reinterpret_cast<const uint8_t *>(&pending[i].p), US_KEY_LEN, US_SESSION_C,
                           US_SESSION_D));
 
-    for (i = 0; i < n_pending; i++)
-        if (forward(w, s, pending[i], now))
-            tx[r.n_tx++] = pending[i].m;
-    return r;
+    for (i = 0; i < n_pending; i++) {
+        switch (forward(w, s, pending[i], now)) {
+        case Sent::forwarded:
+            out.tx[out.n_tx++] = pending[i].m;
+            break;
+        case Sent::answered:
+            out.icmp[out.n_icmp++] = pending[i].m;
+            break;
+        case Sent::dropped:
+            break;
+        }
+    }
 }
 
 // Sends what it can; the rest is freed and counted under `reason`.
@@ -234,7 +301,8 @@ static inline uint16_t send(Worker &w, uint16_t port, uint16_t queue, rte_mbuf *
 int worker_main(void *arg)
 {
     Worker &w = *static_cast<Worker *>(arg);
-    rte_mbuf *rx[kBurst], *tx[kBurst], *exc[kBurst];
+    rte_mbuf *rx[kBurst];
+    BurstOut out;
     rte_rcu_qsbr_thread_online(w.rcu, w.cfg.rcu_id);
 
     while (!w.stop->load(std::memory_order_relaxed)) {
@@ -246,34 +314,38 @@ int worker_main(void *arg)
                 w.first_packet_tsc.store(rte_rdtsc(), std::memory_order_relaxed);
                 w.seen_generation.store(s->generation, std::memory_order_release);
             }
-            BurstResult r = process_burst(w, *s, rx, n, now, tx, exc);
-            if (r.n_tx) {
+            process_burst(w, *s, rx, n, now, out);
+            if (out.n_tx) {
                 uint64_t bytes = 0;  // summed before sending: the driver owns what it sent
-                for (uint16_t i = 0; i < r.n_tx; i++)
-                    bytes += rte_pktmbuf_pkt_len(tx[i]);
-                uint16_t sent = rte_eth_tx_burst(w.cfg.tx_port, w.cfg.tx_queue, tx, r.n_tx);
-                for (uint16_t i = sent; i < r.n_tx; i++) {
-                    bytes -= rte_pktmbuf_pkt_len(tx[i]);
-                    drop(w, tx[i], US_DROP_tx_full);
+                for (uint16_t i = 0; i < out.n_tx; i++)
+                    bytes += rte_pktmbuf_pkt_len(out.tx[i]);
+                uint16_t sent = rte_eth_tx_burst(w.cfg.tx_port, w.cfg.tx_queue, out.tx, out.n_tx);
+                for (uint16_t i = sent; i < out.n_tx; i++) {
+                    bytes -= rte_pktmbuf_pkt_len(out.tx[i]);
+                    drop(w, out.tx[i], US_DROP_tx_full);
                 }
                 w.stats.counters[US_CTR_tx_packets] += sent;
                 w.stats.counters[US_CTR_tx_bytes] += bytes;
             }
-            if (r.n_exc) {
+            if (out.n_icmp)  // back to the sender, by the port the packet came in by
+                w.stats.counters[US_CTR_icmp_too_big_sent] +=
+                    send(w, w.cfg.port, w.cfg.tx_queue, out.icmp, out.n_icmp, US_DROP_tx_full);
+            if (out.n_exc) {
                 if (w.cfg.tap_port == kNoPort) {
-                    for (uint16_t i = 0; i < r.n_exc; i++)
-                        drop(w, exc[i], US_DROP_exception_full);
+                    for (uint16_t i = 0; i < out.n_exc; i++)
+                        drop(w, out.exc[i], US_DROP_exception_full);
                 } else {
                     w.stats.counters[US_CTR_exception_packets] +=
-                        send(w, w.cfg.tap_port, w.cfg.tx_queue, exc, r.n_exc, US_DROP_exception_full);
+                        send(w, w.cfg.tap_port, w.cfg.tx_queue, out.exc, out.n_exc, US_DROP_exception_full);
                 }
             }
         }
         if (w.cfg.poll_tap) {
             // What the kernel sends (ARP replies, ICMP, probe traffic, BGP) leaves by the NIC.
-            uint16_t k = rte_eth_rx_burst(w.cfg.tap_port, 0, exc, kBurst);
+            uint16_t k = rte_eth_rx_burst(w.cfg.tap_port, 0, out.exc, kBurst);
             if (k)
-                w.stats.counters[US_CTR_kernel_packets] += send(w, w.cfg.port, w.cfg.tx_queue, exc, k, US_DROP_tx_full);
+                w.stats.counters[US_CTR_kernel_packets] +=
+                    send(w, w.cfg.port, w.cfg.tx_queue, out.exc, k, US_DROP_tx_full);
         }
         rte_rcu_qsbr_quiescent(w.rcu, w.cfg.rcu_id);
         if (w.cfg.stop_after_rx && w.stats.counters[US_CTR_rx_packets] >= w.cfg.stop_after_rx)

@@ -234,7 +234,7 @@ void encap(benchmark::State &state, int method, bool v6)
         for (uint16_t i = 0; i < kBurst; i++) {
             burst.reset_header(i);
             if (method >= 0) {
-                dp::EncapInfo info{0x0123456789abcdefULL + i, 7, 0x11223344, 0, 2};
+                dp::EncapInfo info{0x0123456789abcdefULL + i, 7, 0x11223344, 0, 2, 0};
                 int err = dp::kEncap[method](burst.m[i], burst.parsed[i], b, src, info);
                 benchmark::DoNotOptimize(err);
             }
@@ -298,9 +298,9 @@ bool run_burst(PipelineEnv &env, const PipelineSpec &spec, uint32_t now)
         set_flow(d, spec.v6, env.next_flow);
         env.next_flow = env.next_flow + 1 == spec.flows ? 0 : env.next_flow + 1;
     }
-    rte_mbuf *tx[kBurst], *exc[kBurst];
-    dp::BurstResult r = dp::process_burst(*env.worker, *env.snapshot, env.m, kBurst, now, tx, exc);
-    return r.n_tx == kBurst;
+    dp::BurstOut out;
+    dp::process_burst(*env.worker, *env.snapshot, env.m, kBurst, now, out);
+    return out.n_tx == kBurst;
 }
 
 PipelineEnv &pipeline_env(const PipelineSpec &spec)
@@ -343,6 +343,7 @@ PipelineEnv &pipeline_env(const PipelineSpec &spec)
         return *g_env;
     }
     env->frame = make_frame(spec.v6, 0);
+    std::memcpy(env->worker->cfg.mac.addr_bytes, env->frame.data(), 6);  // the frames are for this port
     if (rte_pktmbuf_alloc_bulk(mbuf_pool(), env->m, kBurst) != 0) {
         env->error = "cannot allocate mbufs";
         g_env = std::move(env);

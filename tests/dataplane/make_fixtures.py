@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from scapy.config import conf
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_Router_Alert, IPOption_RR
-from scapy.layers.inet6 import (ICMPv6DestUnreach, ICMPv6EchoRequest, ICMPv6PacketTooBig, IPv6,
+from scapy.layers.inet6 import (ICMPv6DestUnreach, ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6PacketTooBig, IPv6,
                                 IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
                                 PadN)
 from scapy.packet import Raw
@@ -44,7 +44,11 @@ VIP4_EMPTY = "192.0.2.50"   # gue, pool empty (no backends): 80/tcp
 VIP4_NOCONN = "192.0.2.60"  # gue, pool web4, conn_table = false: 8080/udp
 VIP4_TINY = "192.0.2.70"    # gue, pool tiny (one enabled server, one draining): 80/tcp
 
-LB_MAC = "02:00:00:00:aa:01"       # the balancer's port, as the clients' router sees it
+# The balancer's port, as the clients' router sees it: the MAC of replay's net_pcap port (DPDK's net_pcap
+# names its first device 02:70:63:61:70:00, "pcap" and the device index). Frames to another unicast MAC
+# are not for the balancer: the port is promiscuous, the worker drops them as not_for_us.
+LB_MAC = "02:70:63:61:70:00"
+OTHER_MAC = "02:00:00:00:bb:01"    # another host on the clients' segment
 ROUTER_MAC = "02:00:00:00:cc:01"   # the router in front of the balancer
 ROUTER4 = "203.0.113.254"          # sends ICMP errors about the balancer's backends' replies
 ROUTER6 = "2001:db8:ffff:ff::1"
@@ -67,9 +71,9 @@ def mac_bytes(text):
     return bytes(int(x, 16) for x in text.split(":"))
 
 
-def l2(ethertype, vlans=()):
+def l2(ethertype, vlans=(), dst=LB_MAC):
     """Ethernet header, with the given (tpid, vid) tags, outermost first."""
-    out = mac_bytes(LB_MAC) + mac_bytes(ROUTER_MAC)
+    out = mac_bytes(dst) + mac_bytes(ROUTER_MAC)
     for tpid, vid in vlans:
         out += struct.pack("!HH", tpid, vid & 0x0fff)
     return out + struct.pack("!H", ethertype)
@@ -99,24 +103,25 @@ class Builder:
 
     # ---------------------------------------------------------------- packet makers (scapy)
 
-    def tcp(self, src, sport, dst, dport, flags="S", payload=b"", tos=0, options=None, ext=(), tcp_options=None):
+    def tcp(self, src, sport, dst, dport, flags="S", payload=b"", tos=0, options=None, ext=(), tcp_options=None,
+            df=False):
         if ":" in dst:
             ip = IPv6(src=src, dst=dst, tc=tos, fl=0)
             for h in ext:
                 ip = ip / h
         else:
-            ip = IP(src=src, dst=dst, tos=tos, id=self.next_id(), options=options or [])
+            ip = IP(src=src, dst=dst, tos=tos, id=self.next_id(), options=options or [], flags="DF" if df else 0)
         t = TCP(sport=sport, dport=dport, flags=flags, seq=self.next_seq(), options=tcp_options or [])
         return bytes(ip / t / Raw(payload)) if payload else bytes(ip / t)
 
-    def udp(self, src, sport, dst, dport, payload=b"q", tos=0, ext=()):
+    def udp(self, src, sport, dst, dport, payload=b"q", tos=0, ext=(), df=False):
         payload = payload + struct.pack("!I", self.next_seq())  # unique
         if ":" in dst:
             ip = IPv6(src=src, dst=dst, tc=tos)
             for h in ext:
                 ip = ip / h
         else:
-            ip = IP(src=src, dst=dst, tos=tos, id=self.next_id())
+            ip = IP(src=src, dst=dst, tos=tos, id=self.next_id(), flags="DF" if df else 0)
         return bytes(ip / UDP(sport=sport, dport=dport) / Raw(payload))
 
     # ---------------------------------------------------------------- recording
@@ -450,6 +455,21 @@ def non_vip(b):
     b.drop("arp", "ARP request for a VIP", l2(0x0806) + arp + bytes(18), "not_ip", tags=("nonvip",))
     b.drop("lldp", "LLDP frame", l2(0x88cc) + bytes(46), "not_ip", tags=("nonvip",))
     b.drop("arp-vlan", "ARP in an 802.1Q tag", l2(0x0806, DOT1Q) + arp + bytes(14), "not_ip", tags=("nonvip",))
+    # Group addresses pass the MAC check (ARP and neighbour discovery need them); unicast to another host
+    # does not, whatever it carries.
+    b.drop("arp-broadcast", "ARP request to the broadcast address", l2(0x0806, dst="ff:ff:ff:ff:ff:ff") + arp +
+           bytes(18), "not_ip", tags=("nonvip", "mac"))
+    ns = bytes(IPv6(src="2001:db8:c:5::9", dst="ff02::1:ff00:10", hlim=255) / ICMPv6ND_NS(tgt=VIP6))
+    b.drop("nd-multicast", "IPv6 neighbour solicitation for a VIP to its solicited-node multicast MAC",
+           l2(0x86dd, dst="33:33:ff:00:00:10") + ns, "no_vip", tags=("nonvip", "mac"))
+    b.drop("foreign-mac-vip", "TCP SYN to a VIP in a frame for another host's MAC",
+           l2(0x0800, dst=OTHER_MAC) + b.tcp("198.51.100.181", 1010, VIP4, 80) + bytes(6), "not_for_us",
+           tags=("nonvip", "mac"))
+    b.drop("foreign-mac-vip6-vlan", "IPv6 TCP to a VIP, 802.1Q tagged, for another host's MAC",
+           l2(0x86dd, DOT1Q, dst=OTHER_MAC) + b.tcp("2001:db8:c:5::a", 1011, VIP6, 80), "not_for_us",
+           tags=("nonvip", "mac"))
+    b.drop("foreign-mac-arp", "ARP reply unicast to another host", l2(0x0806, dst=OTHER_MAC) + arp + bytes(18),
+           "not_for_us", tags=("nonvip", "mac"))
     src = "198.51.100.180"
     cases = [
         ("tcp-other-port", "TCP to a VIP address on a port that is no VIP", b.tcp(src, 1000, VIP4, 8081)),
@@ -535,29 +555,37 @@ def malformed(b):
     D("cut-v4-options", "IPv4 IHL 10, frame cut inside the options (at 30 bytes)", e4 + opt4[:30], "bad_ihl")
     D("cut-v4-options-end", "IPv4 IHL 10, frame cut at the end of the fixed header", e4 + opt4[:20], "bad_ihl")
     D("v4-total-gt-frame", "IPv4 total length 1000 in a 50-byte packet", e4 + patch(tcp4, 2, be16(1000)),
-      "bad_ip_length")
+      "truncated_frame")
     D("v4-total-lt-ihl", "IPv4 total length 16 (below the 20-byte header)", e4 + patch(tcp4, 2, be16(16)),
       "bad_ip_length")
     D("v4-total-lt-ihl-opt", "IPv4 IHL 10, total length 32 (below the 40-byte header)",
       e4 + patch(opt4, 2, be16(32)), "bad_ip_length")
     D("cut-v4-in-tcp", "IPv4 frame cut inside the TCP header (total length says 50)", e4 + tcp4[:30],
-      "bad_ip_length")
+      "truncated_frame")
     D("cut-v4-after-ip", "IPv4 frame cut right after the IP header (total length says 50)", e4 + tcp4[:20],
-      "bad_ip_length")
+      "truncated_frame")
+    # What net_af_packet hands over when the kernel merged TCP segments (GRO) into one larger than the
+    # ring's frames: the whole IP header, lengths of the merged packet, the data cut at the frame size.
+    gro4 = b.tcp(src, 1110, VIP4, 80, flags="PA", payload=bytes(range(256)) * 11 + bytes(40))   # 2,896 bytes
+    D("gro-v4-cut", "GRO-merged IPv4 TCP segment of 2,896 bytes cut to a 1,514-byte frame", (e4 + gro4)[:1514],
+      "truncated_frame")
+    gro6 = b.tcp(src6, 1111, VIP6, 80, flags="PA", payload=bytes(2856))
+    D("gro-v6-cut", "GRO-merged IPv6 TCP segment of 2,916 bytes cut to a 1,514-byte frame", (e6 + gro6)[:1514],
+      "truncated_frame")
 
     # IPv6 header and extension headers
     D("cut-v6-39", "IPv6 header cut at 39 bytes", e6 + tcp6[:39], "truncated_l3")
     D("cut-v6-after-eth", "an Ethernet header for IPv6 and nothing else", e6, "truncated_l3")
     D("v6-plen-gt-frame", "IPv6 payload length 1000 in a 70-byte packet", e6 + patch(tcp6, 4, be16(1000)),
-      "bad_ip_length")
+      "truncated_frame")
     D("cut-v6-in-tcp", "IPv6 frame cut inside the TCP header (payload length says 30)", e6 + tcp6[:50],
-      "bad_ip_length")
+      "truncated_frame")
     D("v6-plen-0", "IPv6 payload length 0 (a jumbogram: not supported)", e6 + patch(tcp6, 4, be16(0)),
       "bad_ip_length")
     D("cut-v6-ext", "hop-by-hop header cut after 4 bytes (payload length 4)",
       e6 + patch(hbh6[:44], 4, be16(4)), "bad_ext_header")
     D("cut-v6-ext-frame", "hop-by-hop header cut by the frame (payload length says 28)", e6 + hbh6[:44],
-      "bad_ip_length")
+      "truncated_frame")
     D("v6-ext-len-past-end", "hop-by-hop header claiming 48 bytes in a 28-byte payload",
       e6 + patch(hbh6, 41, b"\x05"), "bad_ext_header")
     nine = b.tcp(src6, 1106, VIP6, 80, ext=[IPv6ExtHdrHopByHop()] + [IPv6ExtHdrDestOpt()] * 8)
@@ -685,6 +713,111 @@ def configured_fixtures():
     flows(b, rng, "cfg-ipip6", 6, rand_v6, VIP6_IPIP, 80, TCP_, packets=(1, 1), tags=("v6", "ipip", "tcp"))
     check_unique(b.items)
     return b.items
+
+
+# ==================================================================== the MTU
+
+# Bytes each method puts in front of the inner IP packet (docs/wire.md): outer IPv4 20 / IPv6 40, and for
+# gue UDP 8 + GUE 28. By the backend's family: web4's backends are IPv4, web6's IPv6.
+OVERHEAD = {("gue", 4): 56, ("gue", 6): 76, ("ipip", 4): 20, ("ipip", 6): 40, ("l2dsr", 4): 0, ("l2dsr", 6): 0}
+# (VIP address, port, protocol) -> (method, outer family) in the test config
+VIP_PATH = {VIP4: ("gue", 4), VIP6: ("gue", 6), VIP4_X: ("gue", 6), VIP6_X: ("gue", 4), VIP4_IPIP: ("ipip", 4),
+            VIP6_IPIP: ("ipip", 6), VIP4_L2: ("l2dsr", 4), VIP6_L2: ("l2dsr", 6)}
+
+
+def limit(mtu, vip):
+    """The largest inner packet to vip that fits the MTU once encapsulated."""
+    return mtu - OVERHEAD[VIP_PATH[vip]]
+
+
+def sized(b, src, sport, dst, dport, size, proto=TCP_, df=True):
+    """A TCP (or UDP) packet of exactly size bytes of IP, DF set unless df is False (IPv4)."""
+    header = (40 if ":" in dst else 20) + (20 if proto == TCP_ else 8)
+    if proto == TCP_:
+        data = (bytes(range(256)) * (size // 256 + 1))[:size - header]
+        ip = b.tcp(src, sport, dst, dport, flags="PA", payload=data, df=df)
+    else:
+        ip = b.udp(src, sport, dst, dport, payload=bytes(size - header - 4), df=df)
+    assert len(ip) == size, (len(ip), size)
+    return ip
+
+
+def mtu_fixtures(mtu=1500):
+    """Packets around the MTU of every path, for a config with [dataplane] mtu = mtu: each fits exactly
+    ("vip"), is one byte too big and answered ("too_big"), or too big and dropped unanswered."""
+    b = Builder()
+    b.ipid, b.seq = 0x4000, 700000
+    n = [0]
+
+    def add(name, desc, dst, dport, size, verdict, proto=TCP_, df=True, vlans=(), tags=()):
+        n[0] += 1
+        src = ("2001:db8:c:8::%x" % n[0]) if ":" in dst else "198.51.100.%d" % (n[0] % 250 + 1)
+        sport = 30000 + n[0]
+        ip = sized(b, src, sport, dst, dport, size, proto, df)
+        ptag = "tcp" if proto == TCP_ else "udp"
+        if verdict == "vip":
+            b.vip(name, desc, ip, (src, sport, dst, dport, proto), (dst, dport, proto),
+                  tags={"v6" if ":" in dst else "v4", VIP_PATH[dst][0], ptag, "mtu"} | set(tags), vlans=vlans)
+        else:
+            f = Fixture(name, desc, l2(ethertype_of(ip), vlans) + ip, verdict, ip, (src, sport, dst, dport, proto),
+                        (dst, dport, proto), frozenset({"mtu"} | set(tags)))
+            b.items.append(f)
+
+    for dst, dport in ((VIP4, 80), (VIP6, 80), (VIP4_X, 80), (VIP6_X, 80), (VIP4_IPIP, 80), (VIP6_IPIP, 80)):
+        top = limit(mtu, dst)
+        method, fam = VIP_PATH[dst]
+        what = "%s over IPv%d to %s" % (method, fam, dst)
+        add("fit-%s-%d" % (dst, top), "%d bytes, %s: fits exactly" % (top, what), dst, dport, top, "vip")
+        add("big-%s-%d" % (dst, top + 1), "%d bytes with DF, %s: one byte too big" % (top + 1, what), dst, dport,
+            top + 1, "too_big")
+        add("big-%s-%d" % (dst, mtu), "%d bytes with DF, %s" % (mtu, what), dst, dport, mtu, "too_big")
+    add("fit-l2dsr-%d" % mtu, "%d bytes through l2dsr (no overhead)" % mtu, VIP4_L2, 80, mtu, "vip")
+    add("big-v4-udp", "%d-byte UDP with DF" % mtu, VIP4, 53, mtu, "too_big", proto=UDP_)
+    add("big-v6-udp", "%d-byte IPv6 UDP" % mtu, VIP6, 53, mtu, "too_big", proto=UDP_)
+    add("big-v4-qinq", "%d bytes with DF in a QinQ frame: answered untagged" % mtu, VIP4, 80, mtu, "too_big",
+        vlans=QINQ, tags=("vlan",))
+    add("big-v4-df-clear", "%d bytes, DF clear: the balancer does not fragment, drops it unanswered" % mtu, VIP4, 80,
+        mtu, "too_big_df_clear", df=False)
+    add("big-v4-df-clear-udp", "%d-byte UDP, DF clear" % mtu, VIP4, 53, mtu, "too_big_df_clear", proto=UDP_,
+        df=False)
+
+    # An IPv6 fragment is answered too (its source re-fragments smaller); an IPv4 one has DF clear.
+    src6, ident = "2001:db8:c:8::f1", 0x77665544
+    frag6 = bytes(IPv6(src=src6, dst=VIP6) / IPv6ExtHdrFragment(nh=TCP_, offset=0, m=1, id=ident)
+                  / Raw(bytes(mtu - 48)))
+    b.items.append(Fixture("big-v6-fragment", "first fragment of a large IPv6 datagram, %d bytes" % mtu,
+                           l2(0x86dd) + frag6, "too_big", frag6, (src6, 0, VIP6, 0, TCP_), (VIP6, 80, TCP_),
+                           frozenset({"mtu", "frag"})))
+    frag4 = bytes(IP(src="198.51.100.240", dst=VIP4, id=b.next_id(), flags="MF", proto=TCP_) / Raw(bytes(mtu - 20)))
+    b.drop("big-v4-fragment", "first fragment of a large IPv4 datagram, %d bytes (MF, so DF clear)" % mtu,
+           l2(0x0800) + frag4, "too_big_df_clear", tags=("mtu",))
+
+    # ICMP errors are never answered with another one, DF or not.
+    client = "198.51.100.241"
+    reply = bytes(IP(src=VIP4, dst=client, flags="DF") / TCP(sport=80, dport=40001, flags="PA") / Raw(bytes(mtu)))
+    err = bytes(IP(src=ROUTER4, dst=VIP4, id=b.next_id(), flags="DF") / ICMP(type=3, code=4, nexthopmtu=1400)
+                / Raw(reply[:mtu - 28]))
+    b.drop("big-icmp4-error", "a %d-byte ICMP frag-needed with DF quoting a VIP flow" % len(err), l2(0x0800) + err,
+           "too_big_icmp_error", tags=("mtu",))
+    reply6 = bytes(IPv6(src=VIP6, dst="2001:db8:c:8::e1") / TCP(sport=80, dport=40002) / Raw(bytes(mtu)))
+    err6 = bytes(IPv6(src=ROUTER6, dst=VIP6) / ICMPv6PacketTooBig(mtu=1280) / Raw(reply6[:mtu - 48]))
+    b.drop("big-icmp6-error", "a %d-byte ICMPv6 packet-too-big quoting a VIP flow" % len(err6), l2(0x86dd) + err6,
+           "too_big_icmp_error", tags=("mtu",))
+    check_unique(b.items)
+    return b.items
+
+
+def oversize_fixtures(n, size=1500):
+    """n packets of size bytes with DF from n clients to VIP4:80 (each one answered, within the rate)."""
+    b = Builder()
+    b.ipid, b.seq = 0x6000, 900000
+    items = []
+    for i in range(n):
+        src, sport = "198.51.100.%d" % (i + 1), 31000 + i
+        ip = sized(b, src, sport, VIP4, 80, size)
+        items.append(Fixture("oversize-%d" % i, "%d bytes with DF, client %d" % (size, i), l2(0x0800) + ip, "too_big",
+                             ip, (src, sport, VIP4, 80, TCP_), (VIP4, 80, TCP_), frozenset({"mtu"})))
+    return items
 
 
 def check_unique(items):

@@ -120,7 +120,8 @@ TEST(VipTable, EmptyConfigFindsNothing)
     EXPECT_EQ(find(**table, Key{Address::from_v4(0x0a000001).bytes, 80, 6}), -1);
 }
 
-// write_ipv4's checksum from the backend's partial sum equals a checksum over the finished header.
+// write_ipv4's checksum from the backend's partial sum equals a checksum over the finished header, with DF
+// and identification 0 (the default) and without DF with any identification (outer_df = false).
 TEST(OuterIpv4, ChecksumFromPartialSumMatchesFullSum)
 {
     std::mt19937_64 rng(11);
@@ -129,6 +130,7 @@ TEST(OuterIpv4, ChecksumFromPartialSumMatchesFullSum)
         Address src = Address::from_v4(uint32_t(rng()));
         if (i % 7 != 0)  // else the default source address
             config.dataplane.source_v4 = src;
+        config.dataplane.outer_df = i % 2 == 0;
         understudy::Pool &pool = config.pools.emplace_back();
         pool.name = "p";
         understudy::Backend &backend = pool.backends.emplace_back();
@@ -139,22 +141,61 @@ TEST(OuterIpv4, ChecksumFromPartialSumMatchesFullSum)
         StatIndex stats;
         SnapshotOptions options;
         options.stat_index = &stats;
-        std::vector<Backend> backends = build_backends(config, config.pools[0], table, options);
-        ASSERT_EQ(backends.size(), 1u);
-        Source source{};
-        Address s = config.dataplane.source_v4 ? src : *Address::parse(kDefaultSourceV4);
-        std::memcpy(source.v4, s.bytes.data() + 12, 4);
+        options.tsc_hz = 1000000000;
+        auto snapshot = build_snapshot(config, {&table}, options, 1);
+        ASSERT_TRUE(snapshot) << snapshot.error();
+        const Snapshot &sn = **snapshot;
+        ASSERT_EQ(sn.backends[0].size(), 1u);
 
         alignas(8) uint8_t header[20];
         uint8_t tos = uint8_t(rng());
         uint8_t proto = i % 3 == 0 ? 17 : i % 3 == 1 ? 4 : uint8_t(rng());
         uint16_t total = uint16_t(20 + rng() % 65000);
-        write_ipv4(header, backends[0], source, tos, proto, total);
+        uint16_t id = uint16_t(rng() & sn.source.ip_id_mask);
+        write_ipv4(header, sn.backends[0][0], sn.source, tos, proto, total, id);
         auto *ip = reinterpret_cast<rte_ipv4_hdr *>(header);
+        EXPECT_EQ(rte_be_to_cpu_16(ip->fragment_offset), config.dataplane.outer_df ? 0x4000 : 0);
+        EXPECT_EQ(ip->packet_id, id);
+        if (config.dataplane.outer_df) {
+            EXPECT_EQ(id, 0);
+        }
         uint16_t written = ip->hdr_checksum;
         ip->hdr_checksum = 0;
         ASSERT_EQ(written, rte_ipv4_cksum(ip)) << "tos " << int(tos) << " proto " << int(proto) << " len " << total;
     }
+}
+
+// The connection-table identity of a VIP depends on the VIP alone (address, port, protocol, pool), never on
+// its position: removing or reordering other VIPs leaves it as it was, and VIPs that differ in any field
+// get different identities.
+TEST(VipTable, ConnKeyIsTheVipsOwn)
+{
+    auto vip = [](const char *addr, uint16_t port, Protocol proto, const char *pool) {
+        understudy::Vip v;
+        v.address = *Address::parse(addr);
+        v.port = port;
+        v.protocol = proto;
+        v.pool = pool;
+        return v;
+    };
+    Config a;
+    a.pools.emplace_back().name = "web";
+    a.pools.emplace_back().name = "api";
+    a.vips = {vip("192.0.2.1", 80, Protocol::tcp, "web"), vip("192.0.2.2", 80, Protocol::tcp, "web"),
+              vip("2001:db8::1", 443, Protocol::tcp, "api")};
+    Config b = a;
+    b.vips = {a.vips[2], a.vips[1]};  // the first removed, the others reordered
+    StatIndex stats;
+    auto ta = build_vip_table(a, stats), tb = build_vip_table(b, stats);
+    ASSERT_TRUE(ta && tb);
+    EXPECT_EQ((*ta)->vips[1].conn_key, (*tb)->vips[1].conn_key);
+    EXPECT_EQ((*ta)->vips[2].conn_key, (*tb)->vips[0].conn_key);
+    std::set<uint64_t> keys;
+    for (const understudy::Vip &v : {a.vips[0], vip("192.0.2.1", 81, Protocol::tcp, "web"),
+                                     vip("192.0.2.1", 80, Protocol::udp, "web"), vip("192.0.2.3", 80, Protocol::tcp, "web"),
+                                     vip("192.0.2.1", 80, Protocol::tcp, "api")})
+        keys.insert(vip_conn_key(a.secret, v));
+    EXPECT_EQ(keys.size(), 5u);
 }
 
 }  // namespace

@@ -201,6 +201,15 @@ protocol = "tcp"
 pool = "tiny"
 """
 
+# Room for the full-size 1500-byte fixtures through gue over IPv6 (1500 + 76 bytes); the MTU tests below
+# run the default (1500) and others.
+MAIN_MTU = "mtu = 1600"
+
+
+def config_text(dataplane="", mtu=MAIN_MTU):
+    return CONFIG.replace("@DATAPLANE@", dataplane + "\n" + mtu)
+
+
 # The same world with every outer-header knob of [dataplane] set.
 CONFIGURED = """source_v4 = "10.0.0.2"
 source_v6 = "fd00::2"
@@ -237,17 +246,17 @@ class Run:
     frames: list
 
 
-def replay(tmp, name, config, frames, down=None, timeout=REPLAY_TIMEOUT):
+def replay(tmp, name, config, frames, down=None, timeout=REPLAY_TIMEOUT, extra=()):
     """Runs understudy replay over frames; returns the exit status, output, statistics and output frames."""
     src = os.path.join(tmp, name + ".in.pcap")
     out = os.path.join(tmp, name + ".out.pcap")
     if frames is not None:
         fx.write_pcap(src, frames)
-    return replay_file(config, src, out, down, timeout)
+    return replay_file(config, src, out, down, timeout, extra)
 
 
-def replay_file(config, src, out, down=None, timeout=REPLAY_TIMEOUT):
-    cmd = [UNDERSTUDY, "replay", "--config", config, "--in", src, "--out", out, "--json"]
+def replay_file(config, src, out, down=None, timeout=REPLAY_TIMEOUT, extra=()):
+    cmd = [UNDERSTUDY, "replay", "--config", config, "--in", src, "--out", out, "--json", *extra]
     if down:
         cmd += ["--down", down]
     try:
@@ -308,7 +317,9 @@ class World:
         self.source_v4 = dp.get("source_v4", DEFAULT_SOURCE_V4)
         self.source_v6 = dp.get("source_v6", DEFAULT_SOURCE_V6)
         self.gateway_mac = dp.get("gateway_mac")
-        self.hop_budget = dp.get("hop_budget", 2)
+        self.hop_budget = dp.get("hop_budget", 3)  # docs/configuration.md
+        self.outer_df = dp.get("outer_df", True)
+        self.mtu = dp.get("mtu", 1500)
         self.pools = {p["name"]: p for p in self.cfg.get("pool", [])}
         self.vips = []
         for v in self.cfg.get("vip", []):
@@ -426,8 +437,13 @@ def check_frame(world, f, e, frame, port_mac):
         eq("ipv4.ihl", ip[0] & 0x0f, 5)
         eq("ipv4.tos (copied from inner)", ip[1], inner_tos(inner))
         eq("ipv4.total_length", be16(ip[2:4]), 20 + l4_len)
-        eq("ipv4.id", be16(ip[4:6]), 0)
-        eq("ipv4.flags+fragment_offset", be16(ip[6:8]), 0)
+        # DF and identification 0 (an atomic datagram, RFC 6864) unless outer_df = false: then no DF and an
+        # identification counter, which is never 0 here (replay's one worker starts at 1).
+        eq("ipv4.flags+fragment_offset", be16(ip[6:8]), 0x4000 if world.outer_df else 0)
+        if world.outer_df:
+            eq("ipv4.id (0 with DF)", be16(ip[4:6]), 0)
+        elif be16(ip[4:6]) == 0:
+            errs.append("ipv4.id: 0 without DF")
         eq("ipv4.ttl", ip[8], 64)
         eq("ipv4.protocol", ip[9], next_proto)
         eq("ipv4.header_checksum valid", ones_sum(ip[:20]), 0xffff)
@@ -535,7 +551,7 @@ class Outcome:
         counters = {"rx_packets": len(self.fixtures), "rx_bytes": sum(len(f.frame) for f in self.fixtures),
                     "tx_packets": 0, "tx_bytes": 0, "exception_packets": 0, "kernel_packets": 0,
                     "failovers": 0, "fragments": 0, "icmp_errors": 0, "conn_hits": 0, "conn_misses": 0,
-                    "conn_evictions": 0, "conn_stale": 0}
+                    "conn_evictions": 0, "conn_stale": 0, "icmp_too_big_sent": 0}
         drops = {}
         vips = [[0, 0] for _ in w.vips]
         backends = {(p, b["id"]): [0, 0] for p in w.pools for b in w.pools[p].get("backend", [])}
@@ -582,7 +598,7 @@ class ReplayTest(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="dataplane-test-")
         cls.config = os.path.join(cls.tmp.name, "understudy.toml")
         with open(cls.config, "w") as f:
-            f.write(CONFIG.replace("@DATAPLANE@", ""))
+            f.write(config_text())
         cls.fixtures = fx.main_fixtures()
         frames = [f.frame for f in cls.fixtures]
         with ThreadPoolExecutor(2) as pool:
@@ -649,6 +665,38 @@ class ReplayTest(unittest.TestCase):
         mac = bytes.fromhex(self.up.port_mac.replace(":", ""))
         self.assertNotEqual(mac, bytes(6))
         self.assertEqual(mac[0] & 1, 0, "the port MAC must be unicast")
+
+    def test_frames_come_to_the_port_mac(self):
+        """The fixtures are addressed to the replay port's MAC, which is its source MAC on the way out."""
+        self.assertEqual(self.up.port_mac, fx.LB_MAC)
+
+    def test_frames_for_other_hosts_are_dropped_as_not_for_us(self):
+        """The port is promiscuous: unicast frames to another MAC are dropped and counted, whatever they carry;
+        broadcast and multicast frames (ARP, neighbour discovery) go on to the parser."""
+        mac = self.select(("mac",), verdict="not_for_us")
+        self.assertGreaterEqual(len(mac), 3)
+        for f in mac:
+            self.assertNotIn(f.name, self.up.frame)
+        passed = [f for f in self.fixtures if "mac" in f.tags and f.verdict != "not_for_us"]
+        self.assertEqual({f.verdict for f in passed}, {"not_ip", "no_vip"}, "group addresses reach the parser")
+        self.assertEqual(self.up_run.stats["drops"]["not_for_us"], len(mac))
+
+    def test_outer_ipv4_has_df_and_identification_0(self):
+        """[dataplane] outer_df defaults to true: every outer IPv4 header (gue, ipip) carries DF and ID 0."""
+        outer4 = [fr for fr in self.up_run.frames if be16(fr[12:14]) == 0x0800 and fr[23] in (4, 17, 41)]
+        self.assertGreater(len(outer4), 100)
+        self.assertEqual({(be16(fr[18:20]), be16(fr[20:22])) for fr in outer4}, {(0, 0x4000)})
+
+    def test_port_counters(self):
+        """The port's own counters (rte_eth_stats_get) in the statistics: what net_pcap read and wrote."""
+        ports = self.up_run.stats["ports"]
+        self.assertEqual([p["port"] for p in ports], ["pcap"])
+        p = ports[0]
+        self.assertEqual((p["rx_packets"], p["rx_bytes"]),
+                         (len(self.fixtures), sum(len(f.frame) for f in self.fixtures)))
+        self.assertEqual((p["tx_packets"], p["tx_bytes"]),
+                         (len(self.up_run.frames), sum(len(fr) for fr in self.up_run.frames)))
+        self.assertEqual((p["rx_missed"], p["rx_errors"], p["rx_nombuf"], p["tx_errors"]), (0, 0, 0, 0))
 
     # ---------------------------------------------------------------- by kind of traffic
 
@@ -908,7 +956,7 @@ class ConfiguredDataplaneTest(unittest.TestCase):
         with tempfile.TemporaryDirectory(prefix="dataplane-test-") as tmp:
             config = os.path.join(tmp, "understudy.toml")
             with open(config, "w") as f:
-                f.write(CONFIG.replace("@DATAPLANE@", CONFIGURED))
+                f.write(config_text(CONFIGURED))
             fixtures = fx.configured_fixtures()
             run = replay(tmp, "configured", config, [f.frame for f in fixtures])
             self.assertEqual(run.rc, 0, run.stderr[-3000:])
@@ -922,6 +970,324 @@ class ConfiguredDataplaneTest(unittest.TestCase):
             self.assertIn("02:00:00:00:00:fe", macs, "coverage: gateway_mac")
             self.assertTrue(macs & {"02:aa:bb:cc:dd:04", "02:aa:bb:cc:dd:0d"}, "coverage: a backend's own mac")
             self.assertEqual(outcome.owners, [f.name for f in outcome.forwarded()])
+
+
+# ======================================================================== the MTU
+
+def check_too_big(f, frame, mtu, port_mac):
+    """One ICMP "fragmentation needed" (RFC 792, 1191) or ICMPv6 "packet too big" (RFC 4443) answer to
+    fixture f, field by field; mtu is what the MTU field must say. Returns the mismatches."""
+    errs = []
+
+    def eq(field, got, want):
+        if got != want:
+            errs.append(f"{field}: got {got!r}, want {want!r}")
+
+    inner = f.inner
+    v6 = inner[0] >> 4 == 6
+    # RFC 1812 4.3.2.3: as much of the packet as keeps the ICMP datagram within 576 bytes; RFC 4443 2.4 (c):
+    # as much as fits the IPv6 minimum MTU, 1280.
+    quote = min(len(inner), 1280 - 48 if v6 else 576 - 28)
+    ip_len = 40 if v6 else 20
+    eq("frame length", len(frame), 14 + ip_len + 8 + quote)
+    if len(frame) < 14 + ip_len + 8:
+        return errs
+    eq("eth.dst (the sender's MAC)", mac_text(frame[0:6]), mac_text(f.frame[6:12]))
+    eq("eth.src", mac_text(frame[6:12]), port_mac)
+    eq("eth.type (untagged)", be16(frame[12:14]), 0x86dd if v6 else 0x0800)
+    ip = frame[14:14 + ip_len]
+    icmp = frame[14 + ip_len:]
+    if not v6:
+        eq("ipv4.version/ihl", ip[0], 0x45)
+        eq("ipv4.total_length", be16(ip[2:4]), 28 + quote)
+        if be16(ip[2:4]) > 576:
+            errs.append("ipv4.total_length over 576")
+        eq("ipv4.flags+offset (DF, not a fragment)", be16(ip[6:8]), 0x4000)
+        eq("ipv4.ttl", ip[8], 64)
+        eq("ipv4.protocol", ip[9], 1)
+        eq("ipv4.header_checksum valid", ones_sum(ip), 0xffff)
+        eq("ipv4.src (the VIP the packet went to)", ip[12:16], inner[16:20])
+        eq("ipv4.dst (the packet's source)", ip[16:20], inner[12:16])
+        eq("icmp.type", icmp[0], 3)
+        eq("icmp.code (fragmentation needed and DF set)", icmp[1], 4)
+        eq("icmp.checksum valid", ones_sum(icmp), 0xffff)
+        eq("icmp.unused", icmp[4:6], b"\x00\x00")
+        eq("icmp.next_hop_mtu", be16(icmp[6:8]), mtu)
+    else:
+        vtf = be32(ip[0:4])
+        eq("ipv6.version", vtf >> 28, 6)
+        eq("ipv6.payload_length", be16(ip[4:6]), 8 + quote)
+        eq("ipv6.next_header", ip[6], 58)
+        eq("ipv6.hop_limit", ip[7], 64)
+        eq("ipv6.src (the VIP the packet went to)", ip[8:24], inner[24:40])
+        eq("ipv6.dst (the packet's source)", ip[24:40], inner[8:24])
+        pseudo = ip[8:24] + ip[24:40] + struct.pack("!IxxxB", len(icmp), 58)
+        eq("icmpv6.checksum valid (pseudo-header)", ones_sum(pseudo + icmp), 0xffff)
+        eq("icmpv6.type (packet too big)", icmp[0], 2)
+        eq("icmpv6.code", icmp[1], 0)
+        eq("icmpv6.mtu (at least 1280)", be32(icmp[4:8]), max(1280, mtu))
+    eq("quoted packet", icmp[8:], inner[:quote])
+    # scapy's reading of the same frame: the sender's stack matches the error to its socket by the quote.
+    from scapy.layers.l2 import Ether
+    from scapy.layers.inet import IPerror, TCPerror, UDPerror
+    from scapy.layers.inet6 import IPerror6
+    p = Ether(frame)
+    q = p[IPerror6] if v6 else p[IPerror]
+    src, sport, dst, dport, proto = f.flow
+    eq("scapy: quoted source", ipaddress.ip_address(q.src), ipaddress.ip_address(src))
+    eq("scapy: quoted destination", ipaddress.ip_address(q.dst), ipaddress.ip_address(dst))
+    if sport:
+        l4 = p[TCPerror] if proto == 6 else p[UDPerror]
+        eq("scapy: quoted ports", (l4.sport, l4.dport), (sport, dport))
+    return errs
+
+
+def quote_owner(frame, by_quote):
+    """The fixture an ICMP answer quotes."""
+    if be16(frame[12:14]) == 0x0800 and frame[23] == 1:
+        return by_quote.get(frame[42:])
+    if be16(frame[12:14]) == 0x86dd and frame[20] == 58:
+        return by_quote.get(frame[62:])
+    return None
+
+
+class MtuTest(unittest.TestCase):
+    """[dataplane] mtu (MTU = 1500 here: the default). Packets that fit the MTU once encapsulated go on;
+    one byte more and an IPv4 packet with DF, or any IPv6 packet, is answered with ICMP frag-needed / packet
+    too big carrying the largest inner size that fits (mtu less the encapsulation's bytes, docs/wire.md); an
+    IPv4 packet with DF clear, or an ICMP error, is dropped unanswered."""
+
+    MTU = 1500
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="dataplane-test-")
+        cls.config = os.path.join(cls.tmp.name, "understudy.toml")
+        mtu = "" if cls.MTU == 1500 else f"mtu = {cls.MTU}"  # 1500: the default, not written
+        with open(cls.config, "w") as f:
+            f.write(config_text("", mtu))
+        cls.fixtures = fx.mtu_fixtures(cls.MTU)
+        cls.replayed = replay(cls.tmp.name, "mtu", cls.config, [f.frame for f in cls.fixtures])
+        assert cls.replayed.rc == 0, cls.replayed.stderr[-3000:]
+        cls.world = World(cls.config)
+        assert cls.world.mtu == cls.MTU
+        cls.outcome = Outcome(cls.world, cls.fixtures, cls.replayed)
+        by_quote = {}
+        for f in cls.fixtures:
+            v6 = f.inner[0] >> 4 == 6 if f.inner else False
+            if f.inner:
+                by_quote[f.inner[:min(len(f.inner), 1232 if v6 else 548)]] = f.name
+        cls.answers = {}
+        for fr in cls.replayed.frames:
+            name = quote_owner(fr, by_quote)
+            if name:
+                cls.answers.setdefault(name, []).append(fr)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def of(self, verdict):
+        chosen = [f for f in self.fixtures if f.verdict == verdict]
+        self.assertTrue(chosen, verdict)
+        return chosen
+
+    def test_packets_that_fit_are_forwarded(self):
+        for f in self.of("vip"):
+            with self.subTest(fixture=f.name, desc=f.desc):
+                problems = self.outcome.problems(f)
+                self.assertEqual(problems, [], "\n  ".join(problems))
+                self.assertNotIn(f.name, self.answers)
+
+    def test_too_big_is_answered_with_the_mtu_that_fits(self):
+        answered = self.of("too_big")
+        self.assertGreaterEqual(len(answered), 15)
+        for f in answered:
+            with self.subTest(fixture=f.name, desc=f.desc):
+                frames = self.answers.get(f.name, [])
+                self.assertEqual(len(frames), 1, "one answer")
+                self.assertNotIn(f.name, self.outcome.frame, "not forwarded as well")
+                problems = check_too_big(f, frames[0], fx.limit(self.MTU, f.vip[0]), fx.LB_MAC)
+                self.assertEqual(problems, [], "\n  ".join(problems))
+        families = {f.inner[0] >> 4 for f in answered}
+        self.assertEqual(families, {4, 6}, "coverage: ICMP and ICMPv6")
+
+    def test_df_clear_and_icmp_errors_are_dropped_unanswered(self):
+        for verdict in ("too_big_df_clear", "too_big_icmp_error"):
+            for f in self.of(verdict):
+                with self.subTest(fixture=f.name, desc=f.desc):
+                    self.assertNotIn(f.name, self.answers)
+                    self.assertNotIn(f.name, self.outcome.frame)
+        self.assertEqual(len(self.replayed.frames), len(self.of("vip")) + len(self.of("too_big")), "nothing else sent")
+
+    def test_counters(self):
+        drops = {k: v for k, v in self.replayed.stats["drops"].items() if v}
+        want = {}
+        for f in self.fixtures:
+            if f.verdict != "vip":
+                want[f.verdict] = want.get(f.verdict, 0) + 1
+        self.assertEqual(drops, want)
+        c = self.replayed.stats["counters"]
+        self.assertEqual(c["icmp_too_big_sent"], len(self.of("too_big")))
+        self.assertEqual(c["tx_packets"], len(self.of("vip")))
+        self.assertEqual(c["rx_packets"], len(self.fixtures))
+
+
+class JumboMtuTest(MtuTest):
+    """The same at mtu = 9000: jumbo frames are received whole (the mbuf data room follows the MTU)."""
+
+    MTU = 9000
+
+
+class SmallMtuTest(unittest.TestCase):
+    def test_ipv6_packet_too_big_never_says_less_than_1280(self):
+        """mtu = 1300: gue over IPv6 leaves 1224 bytes, less than IPv6's minimum MTU; packet-too-big says
+        1280 (RFC 8200 5: every link carries 1280), IPv4's frag-needed says what fits (1244)."""
+        with tempfile.TemporaryDirectory(prefix="dataplane-test-") as tmp:
+            config = os.path.join(tmp, "understudy.toml")
+            with open(config, "w") as f:
+                f.write(config_text("", "mtu = 1300"))
+            b = fx.Builder()
+            fixtures = []
+            for i, (dst, src) in enumerate(((fx.VIP6, "2001:db8:c:9::1"), (fx.VIP4, "198.51.100.99"))):
+                ip = fx.sized(b, src, 32000 + i, dst, 80, 1300)
+                fixtures.append(fx.Fixture("small-%d" % i, "", fx.l2(fx.ethertype_of(ip)) + ip, "too_big", ip,
+                                           (src, 32000 + i, dst, 80, 6), (dst, 80, 6)))
+            run = replay(tmp, "small", config, [f.frame for f in fixtures])
+            self.assertEqual(run.rc, 0, run.stderr[-2000:])
+            self.assertEqual(len(run.frames), 2)
+            self.assertEqual(fx.limit(1300, fx.VIP6), 1224)
+            for f, fr in zip(fixtures, run.frames):
+                problems = check_too_big(f, fr, fx.limit(1300, f.vip[0]), fx.LB_MAC)
+                self.assertEqual(problems, [], "\n  ".join(problems))
+            self.assertEqual(be32(run.frames[0][14 + 40 + 4:14 + 40 + 8]), 1280)
+            self.assertEqual(be16(run.frames[1][14 + 20 + 6:14 + 20 + 8]), 1244)
+
+
+class FrameSizeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="dataplane-test-")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def config(self, name, dataplane="", mtu=""):
+        path = os.path.join(self.tmp.name, name + ".toml")
+        with open(path, "w") as f:
+            f.write(config_text(dataplane, mtu))
+        return path
+
+    def test_frame_larger_than_an_mbuf_is_multi_segment(self):
+        """At the default MTU an mbuf holds 2,048 bytes: a 3,000-byte frame spans two and is dropped; with
+        mtu = 3000 the data room follows the MTU and the same frame is forwarded."""
+        b = fx.Builder()
+        ip = fx.sized(b, "198.51.100.98", 33000, fx.VIP4_L2, 80, 3000)
+        frame = fx.l2(0x0800) + ip
+        run = replay(self.tmp.name, "seg", self.config("seg"), [frame])
+        self.assertEqual(run.rc, 0, run.stderr[-2000:])
+        self.assertEqual({k: v for k, v in run.stats["drops"].items() if v}, {"multi_segment": 1})
+        run = replay(self.tmp.name, "seg3000", self.config("seg3000", mtu="mtu = 3000"), [frame])
+        self.assertEqual(run.rc, 0, run.stderr[-2000:])
+        self.assertEqual([fr[14:] for fr in run.frames], [ip])
+
+    def test_data_room_too_small_for_the_mtu_is_refused(self):
+        run = replay(self.tmp.name, "room", self.config("room", "mbuf_data_room = 4096", "mtu = 9000"), [])
+        self.assertEqual(run.rc, 2)
+        self.assertIn("dataplane.mbuf_data_room", run.stderr)
+        self.assertIn("9022", run.stderr)
+
+    def test_mtu_out_of_range_is_refused(self):
+        for mtu in (1000, 20000):
+            run = replay(self.tmp.name, "range", self.config("range", mtu=f"mtu = {mtu}"), [])
+            self.assertEqual(run.rc, 2, mtu)
+            self.assertIn("dataplane.mtu", run.stderr)
+
+
+class IcmpRateTest(unittest.TestCase):
+    """[dataplane] icmp_rate: answers per second per worker, with a burst of as many. 20 oversize packets in
+    one capture (handled in well under a second) get at most `icmp_rate` answers; the rest are counted as
+    icmp_rate_limited."""
+
+    N = 20
+
+    def run_with(self, rate):
+        with tempfile.TemporaryDirectory(prefix="dataplane-test-") as tmp:
+            config = os.path.join(tmp, "understudy.toml")
+            with open(config, "w") as f:
+                f.write(config_text(f"icmp_rate = {rate}", ""))
+            fixtures = fx.oversize_fixtures(self.N)
+            run = replay(tmp, "rate", config, [f.frame for f in fixtures])
+            self.assertEqual(run.rc, 0, run.stderr[-2000:])
+            return fixtures, run
+
+    def test_answers_within_the_rate(self):
+        fixtures, run = self.run_with(3)
+        answers = len(run.frames)
+        self.assertGreaterEqual(answers, 1)
+        self.assertLessEqual(answers, 3)
+        drops = run.stats["drops"]
+        self.assertEqual(drops["too_big"], answers)
+        self.assertEqual(run.stats["counters"]["icmp_too_big_sent"], answers)
+        self.assertEqual(drops["icmp_rate_limited"], self.N - answers)
+        by_quote = {f.inner[:548]: f.name for f in fixtures}
+        for fr in run.frames:
+            f = next(x for x in fixtures if x.name == quote_owner(fr, by_quote))
+            self.assertEqual(check_too_big(f, fr, 1444, fx.LB_MAC), [])
+
+    def test_rate_0_answers_nothing(self):
+        _, run = self.run_with(0)
+        self.assertEqual(run.frames, [])
+        self.assertEqual(run.stats["drops"]["icmp_rate_limited"], self.N)
+        self.assertEqual(run.stats["drops"]["too_big"], 0)
+
+
+class OuterIdentificationTest(unittest.TestCase):
+    def test_outer_df_false_counts_identification(self):
+        """outer_df = false: outer IPv4 headers without DF, identification a counter that goes up by one per
+        packet (replay has one worker) and is never 0; checksums stay right."""
+        with tempfile.TemporaryDirectory(prefix="dataplane-test-") as tmp:
+            config = os.path.join(tmp, "understudy.toml")
+            with open(config, "w") as f:
+                f.write(config_text("outer_df = false"))
+            fixtures = [f for f in fx.configured_fixtures() if "v4" in f.tags and "cross" not in f.tags]
+            self.assertGreaterEqual(len(fixtures), 10)
+            run = replay(tmp, "nodf", config, [f.frame for f in fixtures])
+            self.assertEqual(run.rc, 0, run.stderr[-2000:])
+            outcome = Outcome(World(config), fixtures, run)
+            self.assertFalse(outcome.world.outer_df)
+            for f in fixtures:
+                problems = outcome.problems(f)
+                self.assertEqual(problems, [], f"{f.name}:\n  " + "\n  ".join(problems))
+            ids = [be16(fr[18:20]) for fr in run.frames]
+            self.assertEqual(len(ids), len(fixtures))
+            self.assertNotIn(0, ids)
+            self.assertEqual([b - a for a, b in zip(ids, ids[1:])], [1] * (len(ids) - 1), ids)
+
+
+class PortMacTest(unittest.TestCase):
+    def test_port_mac_option_takes_a_capture_from_another_host(self):
+        """replay --port-mac: frames captured on the way to a balancer with another MAC are for this port;
+        without it they are not_for_us."""
+        with tempfile.TemporaryDirectory(prefix="dataplane-test-") as tmp:
+            config = os.path.join(tmp, "understudy.toml")
+            with open(config, "w") as f:
+                f.write(config_text())
+            fixtures = fx.configured_fixtures()[:6]
+            other = fx.mac_bytes(fx.OTHER_MAC)
+            frames = [other + f.frame[6:] for f in fixtures]
+            run = replay(tmp, "other", config, frames)
+            self.assertEqual(run.rc, 0, run.stderr[-2000:])
+            self.assertEqual(run.frames, [])
+            self.assertEqual(run.stats["drops"]["not_for_us"], len(frames))
+            run = replay(tmp, "other2", config, frames, extra=("--port-mac", fx.OTHER_MAC))
+            self.assertEqual(run.rc, 0, run.stderr[-2000:])
+            self.assertEqual(len(run.frames), len(frames))
+            self.assertEqual({mac_text(fr[6:12]) for fr in run.frames}, {fx.OTHER_MAC})
+            run = replay(tmp, "bad", config, frames, extra=("--port-mac", "01:00:5e:00:00:01"))
+            self.assertEqual(run.rc, 2)
+            self.assertIn("--port-mac", run.stderr)
 
 
 # ======================================================================== UDP checksum that sums to zero
@@ -946,7 +1312,7 @@ class UdpChecksumTest(unittest.TestCase):
         with tempfile.TemporaryDirectory(prefix="dataplane-test-") as tmp:
             config = os.path.join(tmp, "understudy.toml")
             with open(config, "w") as f:
-                f.write(CONFIG.replace("@DATAPLANE@", ""))
+                f.write(config_text())
             world = World(config)
             b = fx.Builder()
             src, sport = "2001:db8:c:7::1", 47000
@@ -976,7 +1342,7 @@ class CaptureFileTest(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="dataplane-test-")
         cls.config = os.path.join(cls.tmp.name, "understudy.toml")
         with open(cls.config, "w") as f:
-            f.write(CONFIG.replace("@DATAPLANE@", ""))
+            f.write(config_text())
 
     @classmethod
     def tearDownClass(cls):

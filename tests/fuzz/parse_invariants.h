@@ -13,8 +13,8 @@ namespace understudy::fuzz {
 // The drop reasons us_parse_packet itself can give; the others are counted later by the data plane.
 inline constexpr int kParserReasons[] = {
     US_DROP_truncated_l2, US_DROP_vlan_too_deep,  US_DROP_truncated_l3, US_DROP_bad_ip_version,
-    US_DROP_bad_ihl,      US_DROP_bad_ip_length,  US_DROP_bad_ext_header, US_DROP_truncated_l4,
-    US_DROP_bad_l4_header, US_DROP_bad_icmp_quote,
+    US_DROP_bad_ihl,      US_DROP_bad_ip_length,  US_DROP_truncated_frame, US_DROP_bad_ext_header,
+    US_DROP_truncated_l4, US_DROP_bad_l4_header,  US_DROP_bad_icmp_quote,
 };
 
 inline bool is_parser_reason(int reason)

@@ -259,9 +259,9 @@ int truncation_reason(const Bytes &pkt, const Want &w, size_t n)
     size_t have = n - w.l3_offset;
     if (w.ip_version == 4) {
         size_t ihl = (pkt[w.l3_offset] & 0x0fu) * 4;
-        return have < 20 ? US_DROP_truncated_l3 : have < ihl ? US_DROP_bad_ihl : US_DROP_bad_ip_length;
+        return have < 20 ? US_DROP_truncated_l3 : have < ihl ? US_DROP_bad_ihl : US_DROP_truncated_frame;
     }
-    return have < 40 ? US_DROP_truncated_l3 : US_DROP_bad_ip_length;
+    return have < 40 ? US_DROP_truncated_l3 : US_DROP_truncated_frame;
 }
 
 void expect_ok(const Bytes &pkt, const Want &w)
@@ -567,10 +567,10 @@ std::vector<DropCase> drop_cases()
 
         {"ipv4_total_below_ihl", with(v4_tcp, 17, 19), US_DROP_bad_ip_length},
         {"ipv4_total_0", with(with(v4_tcp, 16, 0), 17, 0), US_DROP_bad_ip_length},
-        {"ipv4_total_one_past_frame", with(v4_tcp, 17, 41), US_DROP_bad_ip_length},
-        {"ipv4_total_65535", with(with(v4_tcp, 16, 0xff), 17, 0xff), US_DROP_bad_ip_length},
+        {"ipv4_total_one_past_frame", with(v4_tcp, 17, 41), US_DROP_truncated_frame},
+        {"ipv4_total_65535", with(with(v4_tcp, 16, 0xff), 17, 0xff), US_DROP_truncated_frame},
         {"ipv6_payload_0_jumbogram", with(v6_tcp, 19, 0), US_DROP_bad_ip_length},
-        {"ipv6_payload_one_past_frame", with(v6_tcp, 19, 21), US_DROP_bad_ip_length},
+        {"ipv6_payload_one_past_frame", with(v6_tcp, 19, 21), US_DROP_truncated_frame},
         {"ipv6_payload_65535", with(with(v6_tcp, 18, 0xff), 19, 0xff), US_DROP_bad_ip_length},
 
         {"ipv6_esp", ether(kIpv6) + ipv6(kEsp, Bytes(32, 0x33)), US_DROP_bad_ext_header},
