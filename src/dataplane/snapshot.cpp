@@ -263,7 +263,6 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, std::shar
     s->source.hop_budget = config.dataplane.hop_budget;
     s->source.outer_frag = outer_frag(config);
     s->source.ip_id_mask = config.dataplane.outer_df ? 0 : 0xffff;
-    s->source.mtu = config.dataplane.mtu;
     for (int m = 0; m < kMethods; m++)
         for (int v6 = 0; v6 < 2; v6++) {
             int room = int(config.dataplane.mtu) - encap_overhead(Method(m), v6);

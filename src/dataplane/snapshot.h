@@ -108,7 +108,6 @@ struct Source {
     // The largest inner IP packet that fits the MTU once encapsulated, by method and outer family (0: IPv4,
     // 1: IPv6): mtu less the outer headers. A larger one is answered with ICMP (worker.cpp).
     uint16_t max_inner[kMethods][2];
-    uint16_t mtu;
     // ICMP token bucket, in TSC cycles: the cost of one message and the most a worker may save up.
     uint64_t icmp_interval;
     uint64_t icmp_full;
