@@ -1,6 +1,9 @@
 // Unix-socket JSON-lines server: see api.h.
 #include "api.h"
 
+#include "core/config.h"
+#include "core/nesting.h"
+
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/epoll.h>
@@ -156,6 +159,13 @@ void ApiServer::on_client(int fd, uint32_t events)
 std::string ApiServer::handle_line(const std::string &line)
 {
     nlohmann::ordered_json reply;
+    // nlohmann-json prints (and copies) values recursively: a request nested a hundred thousand deep would
+    // exhaust the stack when its id is echoed.
+    if (Nesting n = measure_json(line); n.depth > kMaxNesting) {
+        reply = {{"ok", false}, {"error", "request nested " + std::to_string(n.depth) + " levels deep; at most " +
+                                              std::to_string(kMaxNesting)}};
+        return reply.dump();
+    }
     nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
     if (request.is_discarded()) {
         reply = {{"ok", false}, {"error", "malformed JSON: expected one object per line, e.g. {\"op\": \"status\"}"}};

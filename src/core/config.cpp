@@ -3,6 +3,7 @@
 // checks that validate_config() runs on an in-memory model, so a file and the control API obey one set of
 // rules. Every problem is collected and reported, one "FILE:LINE: FIELD: message" line each.
 #include "config.h"
+#include "nesting.h"
 
 #include <toml++/toml.h>
 
@@ -1128,6 +1129,22 @@ Result<Config> parse_config(std::string_view text, const std::string &path_for_m
     Config config;
     config.path = path_for_messages;
     toml::table root;
+    // The TOML reader recurses per level and per key part: refuse what would exhaust its stack, and files
+    // no configuration needs, before reading them.
+    if (text.size() > kMaxConfigBytes) {
+        report.reject_at(1, "file", "is " + std::to_string(text.size()) + " bytes; a configuration holds at most " +
+                                        std::to_string(kMaxConfigBytes));
+        return Error{report.finish().error()};
+    }
+    if (Nesting n = measure_toml(text); n.depth > kMaxNesting || n.key_parts > kMaxNesting) {
+        report.reject_at(int(n.line), "syntax",
+                         n.depth > kMaxNesting
+                             ? "arrays, inline tables or headers nested " + std::to_string(n.depth) +
+                                   " deep; at most " + std::to_string(kMaxNesting)
+                             : "a dotted key of " + std::to_string(n.key_parts) + " parts; at most " +
+                                   std::to_string(kMaxNesting));
+        return Error{report.finish().error()};
+    }
     try {
         root = toml::parse(text, std::string_view(path_for_messages));
     } catch (const toml::parse_error &e) {
@@ -1151,11 +1168,13 @@ Result<Config> load_config(const std::string &path)
     std::ifstream in(path, std::ios::binary);
     if (!in)
         return Error{path + ": cannot read the config file: " + std::strerror(errno)};
-    std::ostringstream text;
-    text << in.rdbuf();
+    // At most one byte past the limit: enough for parse_config to refuse it (a /dev/zero never ends).
+    std::string text(kMaxConfigBytes + 1, '\0');
+    in.read(text.data(), std::streamsize(text.size()));
     if (in.bad())
         return Error{path + ": cannot read the config file: " + std::strerror(errno)};
-    return parse_config(text.str(), path);
+    text.resize(size_t(in.gcount()));
+    return parse_config(text, path);
 }
 
 Status validate_config(const Config &config)

@@ -123,6 +123,11 @@ struct AgentConfig {
     int line = 0;
 };
 
+// Input limits of the configuration reader (docs/operations.md): file size, and the nesting of arrays,
+// inline tables and dotted keys.
+inline constexpr size_t kMaxConfigBytes = 16u << 20;
+inline constexpr size_t kMaxNesting = 64;
+
 struct Config {
     std::string path;                   // file it came from
     std::array<uint8_t, 16> secret{};

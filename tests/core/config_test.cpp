@@ -1318,3 +1318,44 @@ TEST(ConfigAgent, TunnelSources)
     EXPECT_TRUE(has_problem(ps, "t.toml:8: agent.tunnel_sources[2]: "));
     EXPECT_TRUE(has_problem(ps, "t.toml:9: agent.tunnel_sources[3]: "));
 }
+
+// Input that would exhaust the TOML reader's stack (it recurses per level and per key part) is refused
+// first, with the line; a file larger than any configuration is refused without reading it all.
+TEST(ConfigLimits, DeepNestingAndHugeFiles)
+{
+    std::string dotted = "[cluster]\n" + std::string(kSecretLine) + "\n";
+    dotted += "a";
+    for (int i = 0; i < 40000; i++)
+        dotted += ".a";
+    dotted += " = 1\n";
+    auto ps = problems(dotted);
+    ASSERT_EQ(ps.size(), 1u) << show(ps);
+    EXPECT_TRUE(has_problem(ps, "t.toml:3: syntax: ", "a dotted key of 40001 parts; at most 64"));
+
+    std::string header = "[" + std::string(20000, 'x');
+    for (int i = 0; i < 20000; i++)
+        header += ".x";
+    header += "]\n";
+    EXPECT_TRUE(has_problem(problems(header), "t.toml:1: syntax: ", "parts; at most 64"));
+
+    std::string arrays = "[cluster]\n" + std::string(kSecretLine) + "\nx = " + std::string(100000, '[') +
+                         std::string(100000, ']') + "\n";
+    EXPECT_TRUE(has_problem(problems(arrays), "t.toml:3: syntax: ", "nested 100000 deep; at most 64"));
+
+    std::string tables = "x = " + std::string(5000, ' ');
+    for (int i = 0; i < 5000; i++)
+        tables += "{a=";
+    EXPECT_TRUE(has_problem(problems(tables), "t.toml:1: syntax: ", "nested 5000 deep"));
+
+    // Within the limits, and dots in strings, comments and values, are nothing to refuse.
+    auto fine = parse_config(doc({"[cluster]", kSecretLine, "# a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z",
+                                  "[health]", "path = \"/a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z.a.b.c\""}),
+                             "t.toml");
+    EXPECT_TRUE(fine) << fine.error();
+
+    auto zero = load_config("/dev/zero");
+    ASSERT_FALSE(zero);
+    EXPECT_NE(zero.error().find("/dev/zero:1: file: is 16777217 bytes; a configuration holds at most 16777216"),
+              std::string::npos)
+        << zero.error();
+}

@@ -285,6 +285,26 @@ class AgentTest(unittest.TestCase):
         self.assertEqual(json.loads(self.ctl(self.agent_socket(1), "status", "--json"))["generation"],
                          status["generation"] + 1)
 
+    def test_3b_deeply_nested_request_gets_an_error(self):
+        """A request nested 100,000 deep (under the line limit) gets an error reply; the process keeps serving
+        (the control API server is the balancer's too)."""
+        import socket as sk
+        s = sk.socket(sk.AF_UNIX, sk.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.agent_socket(1))
+        s.sendall(b'{"op":"status","id":' + b"[" * 100000 + b"]" * 100000 + b"}\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, "the agent closed the connection")
+            reply += chunk
+        s.close()
+        r = json.loads(reply)
+        self.assertFalse(r["ok"])
+        self.assertIn("nested 100001 levels deep; at most 64", r["error"])
+        self.assertIsNone(self.agents[1].poll(), "the agent is alive")
+        self.assertIn("generation", json.loads(self.ctl(self.agent_socket(1), "status", "--json")))
+
     def test_4_agent_detaches_on_exit(self):
         b3 = self.topo.backend(3)
         self.assertIn("xdp", b3.run("ip", "link", "show", "eth0").stdout)
