@@ -130,7 +130,7 @@ class Topology:
         self.sw().run("ip", "link", "set", outer, "master", bridge, "up")
         # GRO on a switch-side veth merges the frames its host sends into one large packet, which the bridge
         # and the router pass on whole: reaching a balancer's DPDK port (net_af_packet), such a packet arrives
-        # cut to the ring's frame size and is dropped as bad_ip_length (bulk TCP through the balancer then
+        # cut to the ring's frame size and is dropped as truncated_frame (bulk TCP through the balancer then
         # crawls at well under 1 Mbit/s). So GRO is off everywhere except on backends' ports: XDP_TX on a veth
         # (an agent forwarding a packet) needs NAPI on the peer, and GRO turns it on; what a backend sends
         # goes to the kernel stacks of the router, the clients or other backends, never to a DPDK port

@@ -1,4 +1,5 @@
 // Control-socket client with errors that say what to do.
+#include "control/json_text.h"
 #include "client.h"
 
 #include <sys/socket.h>
@@ -46,7 +47,7 @@ Reply call(const nlohmann::json &request)
     }
     timeval tv{120, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string line = request.dump() + "\n";
+    std::string line = json_text(request) + "\n";
     for (size_t off = 0; off < line.size();) {
         ssize_t n = ::write(fd, line.data() + off, line.size() - off);
         if (n <= 0) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <thread>
 
+#include "control/json_text.h"
 #include "client.h"
 #include "commands.h"
 
@@ -65,7 +66,7 @@ static int run(const Json &request, bool json, const std::function<void(const Js
     if (r.exit_code != kOk)
         return report_failure(r);
     if (json)
-        std::cout << r.body.dump() << "\n";
+        std::cout << json_text(r.body) << "\n";
     else
         print(r.body);
     return kOk;
@@ -243,7 +244,7 @@ void add_live_commands(CLI::App &app, Action &action)
                 if (cur.exit_code != kOk)
                     return report_failure(cur);
                 if (o->json)
-                    std::cout << cur.body.dump() << std::endl;
+                    std::cout << json_text(cur.body) << std::endl;
                 else {
                     print_stats(cur.body, &prev.body);
                     std::cout << "--" << std::endl;

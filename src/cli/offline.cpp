@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "control/json_text.h"
 #include "client.h"
 #include "commands.h"
 #include "core/lookup.h"
@@ -90,7 +91,7 @@ static int run_live_lookup(const LookupOptions &o)
             for (auto &res : r.body["results"]) {
                 if (res.contains("error"))
                     rc = kFailed;
-                std::cout << res.dump() << "\n";
+                std::cout << json_text(res) << "\n";
             }
             lines.clear();
             return true;
@@ -114,7 +115,7 @@ static int run_live_lookup(const LookupOptions &o)
     for (const char *k : {"session_hash", "bucket", "ordering", "primary", "serving"})
         out[k] = r.body[k];
     if (o.json) {
-        std::cout << out.dump() << "\n";
+        std::cout << json_text(out) << "\n";
     } else {
         std::cout << "vip           " << o.vip << "  pool " << r.body["pool"].get<std::string>() << "\n"
                   << "client        " << o.src << "\n"
@@ -155,9 +156,9 @@ static int run_lookup(const LookupOptions &o)
         while (std::getline(std::cin, line)) {
             auto r = lookup.lookup_line(line);
             if (r) {
-                std::cout << to_json(*r).dump() << "\n";
+                std::cout << json_text(to_json(*r)) << "\n";
             } else {
-                std::cout << nlohmann::ordered_json{{"error", r.error()}}.dump() << "\n";
+                std::cout << json_text(nlohmann::ordered_json{{"error", r.error()}}) << "\n";
                 rc = 1;
             }
         }
@@ -184,7 +185,7 @@ static int run_lookup(const LookupOptions &o)
         return 1;
     }
     if (o.json)
-        std::cout << to_json(*r).dump() << "\n";
+        std::cout << json_text(to_json(*r)) << "\n";
     else
         print_human(*r, *client, lookup);
     return 0;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "control/json_text.h"
 #include "client.h"
 #include "commands.h"
 #include "core/lookup.h"
@@ -31,7 +32,7 @@ static std::set<std::pair<std::string, uint32_t>> down_pairs(const Config &confi
 static int print_plan(const PlanResult &plan, bool json)
 {
     if (json)
-        std::cout << to_json(plan).dump() << "\n";
+        std::cout << json_text(to_json(plan)) << "\n";
     else
         std::cout << plan_text(plan);
     return 0;
@@ -56,7 +57,7 @@ static int run_live_plan(const PlanOptions &o)
     if (o.json) {
         r.body.erase("ok");
         r.body.erase("text");
-        std::cout << r.body.dump() << "\n";
+        std::cout << json_text(r.body) << "\n";
     } else {
         std::cout << r.body["text"].get<std::string>();
     }

@@ -2,6 +2,7 @@
 #include "api.h"
 
 #include "core/config.h"
+#include "control/json_text.h"
 #include "core/nesting.h"
 
 #include <fcntl.h>
@@ -133,7 +134,7 @@ void ApiServer::on_client(int fd, uint32_t events)
             nlohmann::ordered_json e{{"ok", false},
                                      {"error", "request longer than " + std::to_string(kMaxRequestBytes) +
                                                    " bytes without a newline; closing the connection"}};
-            c.out += e.dump() + "\n";
+            c.out += json_text(e) + "\n";
             c.in.clear();
             [[maybe_unused]] ssize_t n = ::write(fd, c.out.data(), c.out.size());  // small: fits the buffer
             c.out.clear();
@@ -164,21 +165,21 @@ std::string ApiServer::handle_line(const std::string &line)
     if (Nesting n = measure_json(line); n.depth > kMaxNesting) {
         reply = {{"ok", false}, {"error", "request nested " + std::to_string(n.depth) + " levels deep; at most " +
                                               std::to_string(kMaxNesting)}};
-        return reply.dump();
+        return json_text(reply);
     }
     nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
     if (request.is_discarded()) {
         reply = {{"ok", false}, {"error", "malformed JSON: expected one object per line, e.g. {\"op\": \"status\"}"}};
-        return reply.dump();
+        return json_text(reply);
     }
     if (!request.is_object()) {
         reply = {{"ok", false}, {"error", "a request must be a JSON object with an \"op\" field"}};
-        return reply.dump();
+        return json_text(reply);
     }
     auto op = request.find("op");
     if (op == request.end() || !op->is_string()) {
         reply = {{"ok", false}, {"error", "missing \"op\" (a string naming the operation)"}};
-        return reply.dump();
+        return json_text(reply);
     }
     Result<nlohmann::ordered_json> r = Error{"internal error"};
     try {
@@ -195,7 +196,7 @@ std::string ApiServer::handle_line(const std::string &line)
     }
     if (request.contains("id"))
         reply["id"] = request["id"];
-    return reply.dump();
+    return json_text(reply);
 }
 
 }  // namespace understudy

@@ -173,6 +173,20 @@ class CtlTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr[:500])
         self.assertEqual(len(r.stdout.splitlines()), 100000)
 
+    def test_batch_line_not_utf8(self):
+        """A line with bytes that are not UTF-8 gets its error line (the bytes as U+FFFD); the rest of the
+        batch is answered (it aborted the process and lost the rest)."""
+        lines = b"198.51.100.1 1000 192.0.2.10 80 tcp\n198.51.100.\xff 1000 192.0.2.10 80 tcp\n" \
+                b"198.51.100.2 1000 192.0.2.10 80 tcp\n"
+        r = subprocess.run([CTL, "lookup", "--config", self.config, "--batch"], input=lines, capture_output=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 1, "a batch with a bad line exits 1, not by a signal")
+        out = [json.loads(l) for l in r.stdout.decode().splitlines()]
+        self.assertEqual(len(out), 3)
+        self.assertIn("198.51.100.\ufffd", out[1]["error"])
+        want = self.oracle("198.51.100.2 1000 192.0.2.10 80 tcp\n")[0]
+        self.assertEqual(out[2], want)
+
     def test_single_lookup_human_and_json(self):
         r = run("lookup", "--config", self.config, "--vip", "192.0.2.10:80/tcp", "--src", "198.51.100.7:40000", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -6,7 +6,7 @@ arrive whole at one backend, while other traffic goes on undisturbed.
 This class runs the balancer on net_af_xdp, not net_af_packet. DPDK 22.11's af_packet driver joins its
 sockets to a PACKET_FANOUT group with PACKET_FANOUT_FLAG_DEFRAG, so the kernel reassembles IPv4 fragments
 before the data plane sees them and then cuts the datagram to the ring's frame size (about 1,980 bytes): a
-3,000-byte datagram reaches the worker as one truncated packet (dropped as bad_ip_length) and a 1,800-byte
+3,000-byte datagram reaches the worker as one truncated packet (dropped as truncated_frame) and a 1,800-byte
 one as a single unfragmented frame larger than the MTU, which the kernel drops on transmit after the
 balancer counted it as forwarded. Fragments cannot be observed through that driver at all. AF_XDP hands
 the frames over as they are on the wire.

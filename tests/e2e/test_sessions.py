@@ -183,7 +183,7 @@ class SessionScenarios:
     @classmethod
     def setUpClass(cls):
         cls.cluster = e2e.Cluster(cls.PREFIX, cls.METHOD, BASE, backends=len(BASE) + 1, balancers=2,
-                                  bulk=True, server_mtu=1600, xdp_mode=XDP_MODE)
+                                  bulk=True, server_mtu=1600, dataplane_mtu=1600, xdp_mode=XDP_MODE)
         cls.addClassCleanup(cls.cluster.down)
         cls.cluster.up()
         cls.full_vips = dict(cls.cluster.vips)

@@ -156,7 +156,7 @@ class SingleNodeScenarios:
         "ipv4_version_6": "bad_ip_version",
         "ipv4_ihl_4": "bad_ihl",
         "ipv4_ihl_past_end": "bad_ihl",
-        "ipv4_total_length_past_end": "bad_ip_length",
+        "ipv4_total_length_past_end": "truncated_frame",
         "ipv6_header_cut": "truncated_l3",
         "ipv6_esp": "bad_ext_header",
     }

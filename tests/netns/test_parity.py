@@ -118,7 +118,8 @@ class ParityTest(unittest.TestCase):
 
         # 2. replay: the data plane's decision, written on the wire.
         out = os.path.join(d, "out.pcap")
-        r = subprocess.run([BINARY, "replay", "--config", config, "--in", self.pcap, "--out", out, "--json"],
+        r = subprocess.run([BINARY, "replay", "--config", config, "--in", self.pcap, "--out", out, "--json",
+                            "--port-mac", "02:00:00:00:00:01"],  # the frames' destination (udp_frame)
                            capture_output=True, text=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         frames = read_pcap(out)

@@ -17,7 +17,7 @@ import sys
 
 FCS = 4
 ETH_SRC = bytes.fromhex("020000000001")
-ETH_DST = bytes.fromhex("020000000002")
+ETH_DST = bytes.fromhex("027063617000")  # net_pcap's port MAC: the daemon drops frames for other hosts
 DEFAULT_SIZE = {"v4": 64, "v6": 78}
 MIN_SIZE = {"v4": 64, "v6": 66}  # 14 + 20 + 20 + FCS is 58: Ethernet's 64 minimum; 14 + 40 + 8 + FCS = 66
 DEFAULT_VIP = {"v4": "192.0.2.10", "v6": "2001:db8::10"}
