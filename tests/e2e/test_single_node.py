@@ -202,7 +202,10 @@ class SingleNodeScenarios:
         want = collections.Counter()
         for case, reason in {**self.EDGE_CASES, **self.CLIENT_CASES}.items():
             want[reason] += sent[case]
-        got = {k: after["drops"][k] - before["drops"][k] for k in after["drops"]}
+        # not_for_us counts what the switch floods to every port before it has learnt a MAC (frames for the
+        # backends or the router): the topology's, not these packets'. Every crafted frame goes to the
+        # balancer's own MAC.
+        got = {k: after["drops"][k] - before["drops"][k] for k in after["drops"] if k != "not_for_us"}
         self.assertEqual({k: v for k, v in got.items() if v}, dict(want),
                          "drops by reason: exactly the crafted packets, each under its own reason")
 
