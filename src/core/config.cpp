@@ -112,6 +112,23 @@ const Vip *Config::find_vip(const Address &address, uint16_t port, Protocol prot
 
 namespace {
 
+// "ADDR/PREFIX", or "ADDR" alone for the whole address; the prefix at most 32 (IPv4) or 128 (IPv6).
+std::optional<std::pair<Address, int>> parse_prefix(const std::string &text)
+{
+    auto slash = text.find('/');
+    auto addr = Address::parse(text.substr(0, slash));
+    if (!addr)
+        return std::nullopt;
+    int max_prefix = addr->is_v4() ? 32 : 128;
+    int prefix = slash == std::string::npos ? max_prefix : -1;
+    if (slash != std::string::npos && slash + 1 < text.size() && slash + 4 >= text.size() &&
+        text.find_first_not_of("0123456789", slash + 1) == std::string::npos)
+        prefix = std::stoi(text.substr(slash + 1));
+    if (prefix < 0 || prefix > max_prefix)
+        return std::nullopt;
+    return std::pair{*addr, prefix};
+}
+
 std::string index(std::string_view name, size_t i) { return std::string(name) + "[" + std::to_string(i) + "]"; }
 
 std::string join(const std::string &path, std::string_view key)
@@ -618,14 +635,7 @@ void read_dataplane(const toml::table &table, DataplaneConfig &d, Report &report
                 continue;
             }
             std::string text = n.as_string()->get();
-            auto slash = text.find('/');
-            auto addr = Address::parse(text.substr(0, slash));
-            int max_prefix = addr && addr->is_v4() ? 32 : 128;
-            int prefix = -1;
-            if (slash != std::string::npos && slash + 1 < text.size() && slash + 4 >= text.size() &&
-                text.find_first_not_of("0123456789", slash + 1) == std::string::npos)
-                prefix = std::stoi(text.substr(slash + 1));
-            if (!addr || prefix < 0 || prefix > max_prefix)
+            if (text.find('/') == std::string::npos || !parse_prefix(text))
                 report.reject(field, quote(text) + " is not ADDR/PREFIX (e.g. \"10.0.0.2/24\")");
             else
                 d.exception_addresses.push_back(text);
@@ -671,21 +681,15 @@ void read_agent(const toml::table &table, AgentConfig &a, Report &report)
             std::string field = s.field(index("tunnel_sources", i));
             report.set_line(field, line_of(e));
             std::string text = e.is_string() ? e.as_string()->get() : "";
-            auto slash = text.find('/');
-            auto addr = Address::parse(text.substr(0, slash));
-            int max_prefix = addr && addr->is_v4() ? 32 : 128;
-            int prefix = slash == std::string::npos ? max_prefix : -1;
-            if (slash != std::string::npos && slash + 1 < text.size() && slash + 4 >= text.size() &&
-                text.find_first_not_of("0123456789", slash + 1) == std::string::npos)
-                prefix = std::stoi(text.substr(slash + 1));
+            auto prefix = parse_prefix(text);
             if (!e.is_string())
                 report.reject(field, "must be a string \"ADDR/PREFIX\", not " + type_name(e));
-            else if (!addr || prefix < 0 || prefix > max_prefix)
+            else if (!prefix)
                 report.reject(field, quote(text) + " is not ADDR or ADDR/PREFIX (e.g. \"10.0.0.0/24\")");
             else if (a.tunnel_sources.size() >= 4096)
                 report.reject(field, "more than 4096 tunnel sources");
             else
-                a.tunnel_sources.emplace_back(*addr, prefix);
+                a.tunnel_sources.push_back(*prefix);
         }
     }
     s.string("interface", a.interface);
