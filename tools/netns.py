@@ -163,6 +163,9 @@ class Topology:
             self._attach(c, f"c{i}", bridge="br1")
             c.run("ip", "addr", "add", f"{self.client_addr(i)}/24", "dev", "eth0")
             c.run("ip", "route", "add", "default", "via", self.ROUTER_CLIENT_SIDE)
+            # The tests bind their clients to chosen source ports (10000-49999); other clients (wrk, iperf3,
+            # curl) must not take one of those as an ephemeral port (EADDRINUSE at connect).
+            c.run("sysctl", "-qw", "net.ipv4.ip_local_reserved_ports=10000-49999")
         for i in range(1, self.n_balancers + 1):
             self._attach(self.balancer(i), f"l{i}", mtu=self.server_mtu)
         for i in range(1, self.n_backends + 1):

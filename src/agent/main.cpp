@@ -66,6 +66,7 @@ static int run(const std::string &path, const std::string &socket_override)
         return 2;
     }
     int sfd = block_control_signals();
+    raise_descriptor_limit();
 
     Agent agent(log);
     std::string socket = socket_override.empty() ? config->agent.socket : socket_override;
@@ -88,7 +89,10 @@ static int run(const std::string &path, const std::string &socket_override)
     }
     log("control socket " + socket);
     // Housekeeping every 500 ms: next hops of the backends this host forwards to.
-    ControlLoop{loop, sfd, agent.health(), reload, log, 500, [&] { agent.refresh_neighbors(); }}.run();
+    ControlLoop{loop, sfd, agent.health(), reload, log, 500, [&] {
+        agent.refresh_neighbors();
+        api.sweep(monotonic_ns() / 1'000'000);
+    }}.run();
     agent.stop();
     ::close(sfd);
     return 0;

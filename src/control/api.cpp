@@ -2,6 +2,7 @@
 #include "api.h"
 
 #include "core/config.h"
+#include "control/health.h"
 #include "control/json_text.h"
 #include "core/nesting.h"
 
@@ -13,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -54,7 +56,7 @@ Status ApiServer::listen(const std::string &path, const std::string &group)
 
     listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr *>(&sa), sizeof sa) != 0 ||
-        ::listen(listen_fd_, 64) != 0)
+        ::listen(listen_fd_, 256) != 0)
         return Error{"cannot listen on " + path + ": " + std::strerror(errno)};
     path_ = path;
     gid_t gid = 0;
@@ -70,15 +72,51 @@ Status ApiServer::listen(const std::string &path, const std::string &group)
     return Ok{};
 }
 
+static uint64_t now_ms() { return monotonic_ns() / 1'000'000; }
+
 void ApiServer::accept_clients()
 {
     for (;;) {
         int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        clients_[fd] = Client{};
+        if (clients_.size() >= kMaxApiClients) {
+            auto idlest = std::min_element(clients_.begin(), clients_.end(), [](const auto &a, const auto &b) {
+                return a.second.active_ms < b.second.active_ms;
+            });
+            close_client(idlest->first);
+        }
+        clients_[fd] = Client{.active_ms = now_ms()};
         loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](uint32_t ev) { on_client(fd, ev); });
     }
+}
+
+void ApiServer::sweep(uint64_t now)
+{
+    std::vector<int> idle;
+    for (const auto &[fd, c] : clients_)
+        if (now - c.active_ms > kApiIdleMs)
+            idle.push_back(fd);
+    for (int fd : idle)
+        close_client(fd);
+}
+
+// Answers the complete lines read so far, in order, while the replies not yet read stay under their limit:
+// a client that pipelines requests without reading the replies stops being read instead of growing.
+void ApiServer::serve_lines(int fd, Client &c)
+{
+    size_t nl;
+    while (c.out.size() < kMaxPendingReplyBytes && (nl = c.in.find('\n')) != std::string::npos) {
+        std::string line = c.in.substr(0, nl);
+        c.in.erase(0, nl + 1);
+        if (!line.empty() && line.back() == '\r')
+            line.pop_back();
+        if (line.find_first_not_of(" \t") == std::string::npos)
+            continue;
+        c.out += handle_line(line) + "\n";
+    }
+    bool full = c.out.size() >= kMaxPendingReplyBytes;
+    loop_.modify(fd, (full ? 0u : uint32_t(EPOLLIN)) | EPOLLRDHUP | (c.out.empty() ? 0u : uint32_t(EPOLLOUT)));
 }
 
 void ApiServer::close_client(int fd)
@@ -94,6 +132,7 @@ void ApiServer::on_client(int fd, uint32_t events)
     if (it == clients_.end())
         return;
     Client &c = it->second;
+    c.active_ms = now_ms();
     if (c.discarding) {
         // Reading what the client still sends lets it receive the error instead of a reset.
         char buf[65536];
@@ -104,33 +143,26 @@ void ApiServer::on_client(int fd, uint32_t events)
             close_client(fd);
         return;
     }
-    if (events & EPOLLIN) {
+    if ((events & EPOLLIN) && c.out.size() < kMaxPendingReplyBytes) {
+        bool eof = false;
         char buf[16384];
         for (;;) {
             ssize_t n = ::read(fd, buf, sizeof buf);
             if (n > 0) {
                 c.in.append(buf, size_t(n));
+                if (c.in.size() > 2 * kMaxRequestBytes)
+                    break;  // enough for now: answered first, read again when the loop comes back
                 continue;
             }
-            if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-                if (c.out.empty()) {
-                    close_client(fd);
-                    return;
-                }
-            }
+            eof = n == 0 || (errno != EAGAIN && errno != EINTR);
             break;
         }
-        size_t nl;
-        while ((nl = c.in.find('\n')) != std::string::npos) {
-            std::string line = c.in.substr(0, nl);
-            c.in.erase(0, nl + 1);
-            if (!line.empty() && line.back() == '\r')
-                line.pop_back();
-            if (line.find_first_not_of(" \t") == std::string::npos)
-                continue;
-            c.out += handle_line(line) + "\n";
+        serve_lines(fd, c);  // a client that sends its requests and closes its side still gets the replies
+        if (eof && c.out.empty()) {
+            close_client(fd);
+            return;
         }
-        if (c.in.size() > kMaxRequestBytes) {
+        if (c.in.size() > kMaxRequestBytes && c.in.find('\n') == std::string::npos) {
             nlohmann::ordered_json e{{"ok", false},
                                      {"error", "request longer than " + std::to_string(kMaxRequestBytes) +
                                                    " bytes without a newline; closing the connection"}};
@@ -151,7 +183,7 @@ void ApiServer::on_client(int fd, uint32_t events)
             close_client(fd);
             return;
         }
-        loop_.modify(fd, EPOLLIN | EPOLLRDHUP | (c.out.empty() ? 0u : uint32_t(EPOLLOUT)));
+        serve_lines(fd, c);  // the lines that waited for the replies to drain
     }
     if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c.out.empty())
         close_client(fd);

@@ -15,6 +15,11 @@
 namespace understudy {
 
 constexpr size_t kMaxRequestBytes = 1 << 20;  // a longer line is answered with an error and the client dropped
+// Every client costs a descriptor and buffers: a listener holds this many, and a new client past it takes the
+// place of the one idle the longest, so that an operator always gets in.
+constexpr size_t kMaxApiClients = 64;
+constexpr uint64_t kApiIdleMs = 60'000;         // a client silent this long is closed
+constexpr size_t kMaxPendingReplyBytes = 4 << 20;  // replies not yet read: past this, its requests wait
 
 // What the API can do; the daemon (balancer or agent) implements it.
 class ApiHandler {
@@ -35,13 +40,19 @@ class ApiServer {
     // Handles one request line; public so tests and the agent can reuse the exact same parsing.
     std::string handle_line(const std::string &line);
 
+    // Closes clients idle for longer than kApiIdleMs; call it now and then (the housekeeping timer).
+    void sweep(uint64_t now_ms);
+    size_t clients() const { return clients_.size(); }
+
   private:
     struct Client {
         std::string in;
         std::string out;
         bool discarding = false;  // after an oversized request: answer sent, input ignored until EOF
         size_t discarded = 0;
+        uint64_t active_ms = 0;   // last read or write
     };
+    void serve_lines(int fd, Client &c);
     void accept_clients();
     void on_client(int fd, uint32_t events);
     void close_client(int fd);

@@ -3,6 +3,7 @@
 
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/resource.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -59,6 +60,19 @@ void ControlLoop::run()
     loop.remove(health.fd());
     loop.remove(signal_fd);
     ::close(tfd);
+}
+
+unsigned long raise_descriptor_limit()
+{
+    rlimit r{};
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+        return 0;
+    if (r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+        getrlimit(RLIMIT_NOFILE, &r);
+    }
+    return static_cast<unsigned long>(r.rlim_cur);
 }
 
 }  // namespace understudy

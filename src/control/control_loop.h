@@ -17,6 +17,10 @@ namespace understudy {
 // and returns a signalfd for the three (-1 on failure).
 int block_control_signals();
 
+// Raises the soft limit on open descriptors to the hard one: health probes need descriptors, and the listeners'
+// clients must never take the last ones. Returns the limit now in force.
+unsigned long raise_descriptor_limit();
+
 struct ControlLoop {
     EventLoop &loop;
     int signal_fd;

@@ -124,6 +124,7 @@ int run_daemon(const DaemonOptions &o)
 
     // Block the signals before EAL starts its threads so that only the control thread's signalfd sees them.
     int sfd = block_control_signals();
+    raise_descriptor_limit();
 
     // The steering program's maps exist, with the VIPs in, before net_af_xdp loads the program.
     Steering steering;
@@ -201,6 +202,10 @@ int run_daemon(const DaemonOptions &o)
     unsigned ticks = 0;
     ControlLoop{loop, sfd, controller.health(), reload, log, 200, [&] {
         controller.refresh_neighbors();
+        uint64_t now_ms = monotonic_ns() / 1'000'000;
+        api.sweep(now_ms);
+        if (metrics)
+            metrics->sweep(now_ms);
         if (ticks++ % 5 == 0)
             TelemetryExport::instance().update(controller.stats_json(), controller.backends_json(""));
     }}.run();

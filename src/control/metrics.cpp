@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sstream>
@@ -149,14 +150,21 @@ Status MetricsServer::listen(const std::string &address_port)
     listen_fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr *>(&ss), len) != 0 || ::listen(listen_fd_, 16) != 0)
+    if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr *>(&ss), len) != 0 ||
+        ::listen(listen_fd_, 256) != 0)
         return Error{"cannot serve metrics on " + address_port + ": " + std::strerror(errno)};
     loop_.add(listen_fd_, EPOLLIN, [this](uint32_t) {
         for (;;) {
             int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0)
                 return;
-            requests_[fd] = "";
+            if (requests_.size() >= kMaxMetricsClients) {
+                auto oldest = std::min_element(requests_.begin(), requests_.end(), [](const auto &a, const auto &b) {
+                    return a.second.since_ms < b.second.since_ms;
+                });
+                close_client(oldest->first);
+            }
+            requests_[fd] = Request{"", monotonic_ns() / 1'000'000};
             loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](uint32_t ev) { on_client(fd, ev); });
         }
     });
@@ -170,10 +178,23 @@ void MetricsServer::close_client(int fd)
     requests_.erase(fd);
 }
 
+void MetricsServer::sweep(uint64_t now_ms)
+{
+    std::vector<int> late;
+    for (const auto &[fd, r] : requests_)
+        if (now_ms - r.since_ms > kMetricsRequestMs)
+            late.push_back(fd);
+    for (int fd : late)
+        close_client(fd);
+}
+
 // HTTP/1.0 just enough for scrapers: one GET, one response, close.
 void MetricsServer::on_client(int fd, uint32_t)
 {
-    std::string &req = requests_[fd];
+    auto it = requests_.find(fd);
+    if (it == requests_.end())
+        return;
+    std::string &req = it->second.text;
     char buf[4096];
     ssize_t n;
     while ((n = ::read(fd, buf, sizeof buf)) > 0)
@@ -184,7 +205,8 @@ void MetricsServer::on_client(int fd, uint32_t)
         return;
     }
     std::string status = "200 OK", body;
-    if (req.rfind("GET /metrics", 0) == 0 || req.rfind("GET / ", 0) == 0) {
+    // The path exactly (a query string allowed): /metricsXYZ is not /metrics.
+    if (req.rfind("GET /metrics ", 0) == 0 || req.rfind("GET /metrics?", 0) == 0 || req.rfind("GET / ", 0) == 0) {
         body = render_();
     } else {
         status = "404 Not Found";

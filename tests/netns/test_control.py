@@ -312,6 +312,67 @@ class ControlTest(unittest.TestCase):
         r = self.topo.balancer(1).run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9273/nope")
         self.assertEqual(r.stdout, "404")
 
+    # Opens N idle connections to the metrics port and N to the control socket, and holds them until stdin
+    # closes; prints "held" once they are open.
+    HOLDER = (
+        "import resource,socket,sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE,(8192,8192))\n"
+        "n=int(sys.argv[2]); held=[]\n"
+        "for i in range(n):\n"
+        "    t=socket.create_connection(('127.0.0.1',9273)); held.append(t)\n"
+        "    u=socket.socket(socket.AF_UNIX); u.connect(sys.argv[1]); held.append(u)\n"
+        "print('held',flush=True)\n"
+        "sys.stdin.read()\n")
+
+    def daemon_descriptors(self):
+        return len(os.listdir(f"/proc/{self.daemon.pid}/fd"))
+
+    def test_idle_connections_cannot_starve_the_daemon(self):
+        """1,000 idle connections to each listener (2,000 in all): the daemon holds at most its limits of them,
+        answers the API and metrics, and keeps probing (every backend stays up)."""
+        before = self.daemon_descriptors()
+        holder = self.topo.balancer(1).popen("/usr/bin/python3", "-c", self.HOLDER, self.socket, "1000",
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.topo.procs.append(holder)
+        try:
+            self.assertEqual(holder.stdout.readline().strip(), "held")
+            time.sleep(1.0)  # a few probe rounds with every connection held
+            self.assertLess(self.daemon_descriptors(), before + 64 + 32 + 8,
+                            "the listeners keep at most 64 API and 32 metrics clients")
+            self.assertIn("POOL", self.ctl("status", check=0).stdout, "an operator still gets in")
+            r = self.topo.balancer(1).run("curl", "-s", "-m", "5", "http://127.0.0.1:9273/metrics")
+            self.assertIn("understudy_rx_packets_total", r.stdout)
+            health = self.api({"op": "health"})["health"]
+            self.assertTrue(all(h["up"] for h in health), health)
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=20)
+
+    def test_slow_and_wrong_metrics_requests(self):
+        """A request that never ends its headers is closed after 5 s; /metricsXYZ is not /metrics."""
+        script = ("import socket,time\n"
+                  "s=socket.create_connection(('127.0.0.1',9273)); s.sendall(b'GET /metr'); t=time.time()\n"
+                  "s.settimeout(20); d=s.recv(100)\n"
+                  "print(repr(d), round(time.time()-t,1))\n")
+        out = self.topo.balancer(1).run("/usr/bin/python3", "-c", script, timeout=30).stdout.split()
+        self.assertEqual(out[0], "b''", "closed without an answer")
+        self.assertGreaterEqual(float(out[1]), 4.5)
+        self.assertLessEqual(float(out[1]), 7.0)
+        r = self.topo.balancer(1).run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                      "http://127.0.0.1:9273/metricsXYZ")
+        self.assertEqual(r.stdout, "404")
+
+    def test_pipelined_requests_answered_in_order(self):
+        """5,000 requests sent at once, replies read only afterwards: every one answered, in order."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(self.socket)
+            s.sendall(b"".join(json.dumps({"op": "status", "id": i}).encode() + b"\n" for i in range(5000)))
+            time.sleep(1.0)
+            f = s.makefile()
+            ids = [json.loads(f.readline())["id"] for _ in range(5000)]
+        self.assertEqual(ids, list(range(5000)))
+
     def test_status_and_stats_watch(self):
         out = self.ctl("status", check=0).stdout
         self.assertIn("POOL", out)
