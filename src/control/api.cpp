@@ -86,7 +86,9 @@ void ApiServer::accept_clients()
             });
             close_client(idlest->first);
         }
-        clients_[fd] = Client{.active_ms = now_ms()};
+        Client c;
+        c.active_ms = now_ms();
+        clients_[fd] = std::move(c);
         loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](uint32_t ev) { on_client(fd, ev); });
     }
 }
