@@ -53,6 +53,10 @@ INTERVAL = 0.1       # a line every 100 ms on each
 STALL_S = 1.0
 # A node killed: the packets in flight to it are lost and resent after an RTO, or two for an unlucky one.
 KILL_STALL_S = 1.5
+# Connections opened while the tiers' views differ: a segment lost right after the handshake waits for the first
+# retransmission timeout, which is 1 s when the handshake itself needed a retransmitted SYN (no RTT sample,
+# RFC 6298 5.7). Seen once in 5 runs: 1.04 s.
+NEW_CONN_STALL_S = 1.5
 IPERF_RATE = "100M"
 # The agents attach their program in generic (skb) mode here. In native mode a backend's veth forwards with
 # XDP_TX into its peer's NAPI ring; on this test machine's kernel (6.18), once that ring overflows under bulk
@@ -333,7 +337,7 @@ class SessionScenarios:
             self.wait_balancers_see(set(JOINED), up=set(JOINED))
         t_agree = t.event("views agree")
         self.settle(2.0)
-        self.conclude(name, t, t_agree + 1.5)
+        self.conclude(name, t, t_agree + 1.5, NEW_CONN_STALL_S)
 
     def test_3_backend_joined_on_balancers_before_agents(self):
         self.join_one_tier_first("balancers", "backend joined on the balancers before the agents", 32000)
@@ -375,7 +379,7 @@ class SessionScenarios:
             self.wait_agents_see(set(BASE), up=set(BASE))
         t_agree = t.event("views agree")
         self.settle(2.0)
-        self.conclude(name, t, t_agree + 1.5)
+        self.conclude(name, t, t_agree + 1.5, NEW_CONN_STALL_S)
 
     def test_5_balancers_blind_to_a_backend_then_agree(self):
         self.blind_tier("balancers", "balancers and agents disagree about a backend's health (balancers blind), "
