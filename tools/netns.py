@@ -406,6 +406,17 @@ class Topology:
         return p
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout=15):
+    """Asks proc to end with sig (if it still runs), waits up to timeout seconds, then kills it."""
+    if sig is not None and proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for(predicate, seconds, what, log_path=None):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -88,14 +88,14 @@ Status Agent::write_config()
     return program_->set_config(c);
 }
 
-// The balancers' outer sources (as the data plane defaults them: snapshot.h), every backend of every pool
+// The balancers' outer sources (defaults as the data plane's), every backend of every pool
 // (backends forward to each other) and [agent] tunnel_sources. New entries go in before stale ones go.
 Status Agent::write_sources()
 {
     std::set<std::pair<Address, uint32_t>> keys;
     const DataplaneConfig &d = config_.dataplane;
-    keys.insert({d.source_v4 ? *d.source_v4 : *Address::parse("198.18.0.1"), 128});
-    keys.insert({d.source_v6 ? *d.source_v6 : *Address::parse("2001:db8:ffff::1"), 128});
+    keys.insert({d.source_v4 ? *d.source_v4 : *Address::parse(kDefaultSourceV4), 128});
+    keys.insert({d.source_v6 ? *d.source_v6 : *Address::parse(kDefaultSourceV6), 128});
     for (const Pool &pool : config_.pools)
         for (const Backend &b : pool.backends)
             keys.insert({b.address, 128});

@@ -80,11 +80,16 @@ struct PortConfig {
     std::string tx_port;                // forward out of this other port ("" = the port packets came in by)
 };
 
+// The outer sources of encapsulated packets when [dataplane] source_v4 / source_v6 are not set (the balancer
+// sends from them; the agent trusts them).
+inline constexpr const char *kDefaultSourceV4 = "198.18.0.1";
+inline constexpr const char *kDefaultSourceV6 = "2001:db8:ffff::1";
+
 struct DataplaneConfig {
     std::vector<std::string> eal_args;  // passed to rte_eal_init as is
     std::vector<PortConfig> ports;
     std::vector<unsigned> worker_lcores; // one per RX queue over all ports, in order
-    std::optional<Address> source_v4;   // outer source of encapsulated packets
+    std::optional<Address> source_v4;   // outer source of encapsulated packets (kDefaultSourceV4 when unset)
     std::optional<Address> source_v6;
     std::optional<std::array<uint8_t, 6>> gateway_mac;  // static next hop for encapsulated packets
     NonVipPolicy non_vip = NonVipPolicy::kernel;

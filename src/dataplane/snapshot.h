@@ -176,9 +176,6 @@ struct SnapshotOptions {
     StatIndex *stat_index = nullptr;  // required
 };
 
-// The outer source addresses used when [dataplane] names none (documented in docs/dataplane.md).
-constexpr const char *kDefaultSourceV4 = "198.18.0.1";
-constexpr const char *kDefaultSourceV6 = "2001:db8:ffff::1";
 // A backend with no MAC from config or neighbour table gets 02:00:xx:xx:xx:xx built from its ID.
 rte_ether_addr default_backend_mac(uint32_t id);
 

@@ -630,13 +630,7 @@ class HttpLoop:
             return [json.loads(line) for line in f if line.endswith("\n")]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        netns.stop_process(self.proc, signal.SIGTERM, 15)
         self.f.close()
         return self.records()
 
@@ -686,13 +680,7 @@ class Stream:
                        seconds, f"replies on {len(sports)} connections")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        netns.stop_process(self.proc, signal.SIGTERM, 15)
         return self.report()
 
 
@@ -751,13 +739,7 @@ class Wrk:
 
     def result(self):
         """Stops wrk (SIGINT: it ends its run and reports, as at the end of its duration) and returns its counts."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        netns.stop_process(self.proc, signal.SIGINT, 20)
         with open(self.out) as f:
             text = f.read()
         line = next((l for l in text.splitlines() if l.startswith("WRK ")), None)
@@ -787,11 +769,7 @@ class Iperf:
         cluster.topo.procs.append(self.proc)
 
     def result(self):
-        try:
-            self.proc.wait(timeout=self.seconds + 30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        netns.stop_process(self.proc, None, self.seconds + 30)
         with open(self.out) as f:
             text = f.read()
         try:
