@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 import netns  # noqa: E402
 
 BUILD = os.environ.get("UNDERSTUDY_BUILD", os.path.join(ROOT, "build"))
-DAEMON = os.path.join(BUILD, "src/control/understudy")
+DAEMON = os.path.join(BUILD, "src/balancer/understudy")
 CTL = os.path.join(BUILD, "src/cli/understudyctl")
 CONFIG = os.path.join(ROOT, "conf/demo.toml")
 SOCKET = "/run/understudy/demo.sock"

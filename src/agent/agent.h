@@ -11,11 +11,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "control/health.h"
-#include "control/neighbors.h"
+#include "daemon/health.h"
+#include "daemon/neighbors.h"
 #include "core/config.h"
 #include "core/table.h"
-#include "us_maps.hpp"
+#include "bpfhost/maps.h"
 
 namespace understudy {
 

@@ -9,8 +9,8 @@
 #include <iostream>
 
 #include "agent.h"
-#include "control/api.h"
-#include "control/control_loop.h"
+#include "daemon/api.h"
+#include "daemon/control_loop.h"
 #include "core/lookup.h"
 
 namespace understudy {

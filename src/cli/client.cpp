@@ -1,5 +1,5 @@
 // Control-socket client with errors that say what to do.
-#include "control/json_text.h"
+#include "daemon/json_text.h"
 #include "client.h"
 
 #include <sys/socket.h>

@@ -6,7 +6,7 @@
 #include <memory>
 #include <thread>
 
-#include "control/json_text.h"
+#include "daemon/json_text.h"
 #include "client.h"
 #include "commands.h"
 

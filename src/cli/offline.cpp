@@ -3,7 +3,7 @@
 #include <memory>
 #include <string>
 
-#include "control/json_text.h"
+#include "daemon/json_text.h"
 #include "client.h"
 #include "commands.h"
 #include "core/lookup.h"

@@ -26,7 +26,7 @@ std::vector<Member> pool_members(uint32_t n)
 
 // threads = 0: one thread per CPU. This benchmark runs on EAL's main thread, which EAL pins to the main
 // lcore's CPU; spread = true widens the affinity to every online CPU for the build, as the daemon does
-// (src/control/controller.cpp); spread = false leaves the threads on that one CPU.
+// (src/balancer/controller.cpp); spread = false leaves the threads on that one CPU.
 void build(benchmark::State &state, uint32_t backends, uint32_t bits, unsigned threads, bool spread)
 {
     cpu_set_t saved, all;

@@ -1,6 +1,6 @@
 // The BPF suite: both XDP programs of bpf/ run through BPF_PROG_TEST_RUN on the packet fixtures that
 // make_fixtures.py writes (verdict, output bytes and counters, all computed without the programs), plus the
-// helpers of bpf/us_maps.hpp, the steering object loaded the way DPDK's net_af_xdp loads it, and real traffic
+// helpers of src/bpfhost/maps.h, the steering object loaded the way DPDK's net_af_xdp loads it, and real traffic
 // over a veth pair. Needs root; it works in network and mount namespaces of its own, so the host is untouched.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -26,7 +26,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "us_maps.hpp"
+#include <bpf/bpf.h>
+#include <sys/mman.h>
+
+#include "bpfhost/maps.h"
+#include "us_backend.skel.h"
 #include "us_steer.skel.h"
 
 namespace understudy::bpf {
@@ -289,7 +293,8 @@ void set_xsk(bool present)
 std::vector<uint64_t> counters(bool steer)
 {
     if (steer) {
-        auto c = must(read_percpu_counters<US_SCTR_MAX>(bpf_map__fd(env->steer->maps.us_steer_stats)), "stats");
+        SteerCounters c;
+        must(read_percpu_counters(bpf_map__fd(env->steer->maps.us_steer_stats), c), "stats");
         return {c.begin(), c.end()};
     }
     auto c = must(env->backend->counters(), "stats");
@@ -592,7 +597,8 @@ TEST(SteerLive, VipFramesReachTheSocketOthersTheKernel)
     env->xsk.receive();
     Bytes vip = unhex(fixture("steer_vip_tcp")["input"]);
     Bytes other = unhex(fixture("steer_not_vip_port")["input"]);
-    auto before = must(read_percpu_counters<US_SCTR_MAX>(bpf_map__fd(env->steer->maps.us_steer_stats)), "stats");
+    SteerCounters before, after;
+    must(read_percpu_counters(bpf_map__fd(env->steer->maps.us_steer_stats), before), "stats");
     wire_exchange(vip, 100);
     wire_exchange(other, 100);
     std::vector<Bytes> frames;
@@ -600,7 +606,7 @@ TEST(SteerLive, VipFramesReachTheSocketOthersTheKernel)
         frames = env->xsk.receive();
         usleep(10000);
     }
-    auto after = must(read_percpu_counters<US_SCTR_MAX>(bpf_map__fd(env->steer->maps.us_steer_stats)), "stats");
+    must(read_percpu_counters(bpf_map__fd(env->steer->maps.us_steer_stats), after), "stats");
     (void)detach_xdp(env->veth);
     ASSERT_EQ(frames.size(), 1u);
     EXPECT_EQ(hex(frames[0].data(), frames[0].size()), hex(vip.data(), vip.size()));

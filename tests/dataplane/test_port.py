@@ -21,7 +21,7 @@ import time
 import unittest
 import urllib.request
 
-UNDERSTUDY = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else "build/src/control/understudy"
+UNDERSTUDY = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else "build/src/balancer/understudy"
 UNDERSTUDYCTL = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else "build/src/cli/understudyctl"
 NS = f"usdp{os.getpid()}"
 METRICS = "127.0.0.1:19273"

@@ -22,7 +22,7 @@ import unittest
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-UNDERSTUDY = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else "build/src/control/understudy"
+UNDERSTUDY = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else "build/src/balancer/understudy"
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("UNDERSTUDY_SOURCE_ROOT", os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, HERE)

@@ -29,7 +29,7 @@ ROOT = os.environ.get("UNDERSTUDY_SOURCE_ROOT", os.path.abspath(os.path.join(HER
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import netns  # noqa: E402
 
-BINARY = os.environ.get("UNDERSTUDY_BINARY", os.path.join(ROOT, "build/src/control/understudy"))
+BINARY = os.environ.get("UNDERSTUDY_BINARY", os.path.join(ROOT, "build/src/balancer/understudy"))
 CTL = os.environ.get("UNDERSTUDYCTL_BINARY", os.path.join(ROOT, "build/src/cli/understudyctl"))
 AGENT = os.environ.get("UNDERSTUDY_AGENT_BINARY", os.path.join(ROOT, "build/src/agent/understudy-agent"))
 ORDERING_REF = os.path.join(ROOT, "tools", "ordering_ref.py")

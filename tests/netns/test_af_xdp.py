@@ -8,7 +8,7 @@ import sys
 import tempfile
 import unittest
 
-BINARY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/control/understudy"
+BINARY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/balancer/understudy"
 CTL = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cli/understudyctl"
 STEER = sys.argv.pop(1) if len(sys.argv) > 1 else "build/bpf/us_steer.bpf.o"
 ROOT = os.environ.get("UNDERSTUDY_SOURCE_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))

@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-BINARY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/control/understudy"
+BINARY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/balancer/understudy"
 ROOT = os.environ.get("UNDERSTUDY_SOURCE_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import netns  # noqa: E402

@@ -15,7 +15,7 @@ import tempfile
 import time
 import unittest
 
-BINARY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/control/understudy"
+BINARY = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/balancer/understudy"
 AGENT = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/agent/understudy-agent"
 CTL = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cli/understudyctl"
 ROOT = os.environ.get("UNDERSTUDY_SOURCE_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))

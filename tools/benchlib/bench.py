@@ -78,13 +78,13 @@ def parse_args(argv):
 
 
 def binaries(build, no_build):
-    bins = {"understudy": os.path.join(build, "src/control/understudy"),
+    bins = {"understudy": os.path.join(build, "src/balancer/understudy"),
             "understudyctl": os.path.join(build, "src/cli/understudyctl"),
             "microbench": os.path.join(build, "tests/bench/understudy-microbench")}
     if not os.path.exists(os.path.join(build, "build.ninja")):
         raise BenchError("no meson build in %s: run tools/setup.sh first (or pass --build DIR)" % build)
     if not no_build:
-        targets = ["src/control/understudy", "src/cli/understudyctl"]
+        targets = ["src/balancer/understudy", "src/cli/understudyctl"]
         if "understudy-microbench" in open(os.path.join(build, "build.ninja")).read():
             targets.append("tests/bench/understudy-microbench")
         log("bench: ninja -C %s %s" % (build, " ".join(targets)))

@@ -17,8 +17,8 @@
 #include "core/table.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/snapshot.h"
-#include "health.h"
-#include "neighbors.h"
+#include "daemon/health.h"
+#include "daemon/neighbors.h"
 
 namespace understudy {
 

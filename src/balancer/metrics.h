@@ -8,7 +8,7 @@
 #include <string>
 
 #include "controller.h"
-#include "event_loop.h"
+#include "daemon/event_loop.h"
 
 namespace understudy {
 

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config.h"
-#include "us_maps.hpp"
+#include "bpfhost/maps.h"
 
 namespace understudy {
 

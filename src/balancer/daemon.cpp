@@ -10,11 +10,11 @@
 #include <cstring>
 #include <iostream>
 
-#include "api.h"
+#include "daemon/api.h"
 #include "balancer_api.h"
-#include "control_loop.h"
+#include "daemon/control_loop.h"
 #include "controller.h"
-#include "event_loop.h"
+#include "daemon/event_loop.h"
 #include "metrics.h"
 #include "report.h"
 #include "steering.h"

@@ -22,7 +22,7 @@
 
 #include <gtest/gtest.h>
 
-#include "control/health.h"
+#include "daemon/health.h"
 
 using namespace understudy;
 

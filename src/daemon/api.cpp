@@ -2,8 +2,8 @@
 #include "api.h"
 
 #include "core/config.h"
-#include "control/health.h"
-#include "control/json_text.h"
+#include "daemon/health.h"
+#include "daemon/json_text.h"
 #include "core/nesting.h"
 
 #include <fcntl.h>

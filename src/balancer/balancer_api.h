@@ -3,7 +3,7 @@
 
 #include <functional>
 
-#include "api.h"
+#include "daemon/api.h"
 #include "controller.h"
 
 namespace understudy {
