@@ -20,7 +20,20 @@ static void log(const std::string &msg) { std::cerr << "understudy-agent: " << m
 // The agent's control API: the read-only operations of the balancer's, with its own view, and reload.
 class AgentApi : public ApiHandler {
   public:
-    AgentApi(Agent &agent, std::function<Status()> reload) : agent_(agent), reload_(std::move(reload)) {}
+    using Reload = std::function<void(std::function<void(Status)>)>;
+    AgentApi(Agent &agent, Reload reload) : agent_(agent), reload_(std::move(reload)) {}
+
+    bool start(const std::string &op, const nlohmann::json &, Completion done) override
+    {
+        if (op != "reload")
+            return false;
+        reload_([this, done](Status s) {
+            if (!s)
+                return done(Error{s.error()});
+            done(Json{{"reloaded", true}, {"generation", agent_.generation()}});
+        });
+        return true;
+    }
 
     Result<nlohmann::ordered_json> handle(const std::string &op, const nlohmann::json &r) override
     {
@@ -39,11 +52,6 @@ class AgentApi : public ApiHandler {
             return Json{{"health", agent_.health_json(pool())}};
         if (op == "stats")
             return agent_.stats_json();
-        if (op == "reload") {
-            if (auto s = reload_(); !s)
-                return Error{s.error()};
-            return Json{{"reloaded", true}, {"generation", agent_.generation()}};
-        }
         if (op == "lookup")
             return lookup_request(Lookup(agent_.config(), agent_.down_pairs()), r);
         return Error{"unknown op \"" + op + "\" for the agent; known: status, backend.list, health, stats, lookup, reload"};
@@ -51,7 +59,7 @@ class AgentApi : public ApiHandler {
 
   private:
     Agent &agent_;
-    std::function<Status()> reload_;
+    Reload reload_;
 };
 
 static int run(const std::string &path, const std::string &socket_override)
@@ -68,19 +76,19 @@ static int run(const std::string &path, const std::string &socket_override)
     int sfd = block_control_signals();
     raise_descriptor_limit();
 
-    Agent agent(log);
+    EventLoop loop;
+    Agent agent(loop, log);
     std::string socket = socket_override.empty() ? config->agent.socket : socket_override;
     if (auto s = agent.start(std::move(*config)); !s) {
         log(s.error());
         return 1;
     }
-    auto reload = [&]() -> Status {
+    AgentApi::Reload reload = [&](std::function<void(Status)> done) {
         auto next = load_config(path);
         if (!next)
-            return Error{next.error()};
-        return agent.apply_config(std::move(*next), "reload");
+            return done(Error{next.error()});
+        agent.change(std::move(*next), "reload", std::move(done));
     };
-    EventLoop loop;
     AgentApi handler(agent, reload);
     ApiServer api(loop, handler);
     if (auto s = api.listen(socket, ""); !s) {
@@ -88,11 +96,14 @@ static int run(const std::string &path, const std::string &socket_override)
         return 1;
     }
     log("control socket " + socket);
-    // Housekeeping every 500 ms: next hops of the backends this host forwards to.
-    ControlLoop{loop, sfd, agent.health(), reload, log, 500, [&] {
-        agent.refresh_neighbors();
-        api.sweep(monotonic_ns() / 1'000'000);
-    }}.run();
+    // Housekeeping every 500 ms: next hops of the backends this host forwards to, maps a write left behind.
+    ControlLoop{loop, sfd, agent.health(), reload, log, 500,
+                [&] {
+                    agent.refresh_neighbors();
+                    api.sweep(monotonic_ns() / 1'000'000);
+                },
+                [&] { agent.flush_health(); }, &agent.pauses()}
+        .run();
     agent.stop();
     ::close(sfd);
     return 0;

@@ -1,6 +1,6 @@
-// The control thread's state: the running config, one table per pool, health, and publication of
-// snapshots to the workers. Every change (probe verdict, API request, reload) goes through here, is
-// validated like the config file, rebuilds only what it must and is published by one pointer swap.
+// The balancer's control state: the cluster view (config, health, tables; shared with the agent) and the
+// publication of snapshots to the workers. Every change (probe verdicts, API request, reload) is validated like
+// the config file, built aside (off the control thread when heavy), and swapped in whole, or not at all.
 #pragma once
 
 #include <cstdint>
@@ -15,14 +15,16 @@
 
 #include "core/config.h"
 #include "core/table.h"
+#include "daemon/cluster_view.h"
+#include "daemon/control_loop.h"
+#include "daemon/event_loop.h"
+#include "daemon/health.h"
+#include "daemon/off_thread.h"
 #include "dataplane/dataplane.h"
 #include "dataplane/snapshot.h"
-#include "daemon/health.h"
-#include "daemon/neighbors.h"
 
 namespace understudy {
 
-using Json = nlohmann::ordered_json;
 using Logger = std::function<void(const std::string &)>;
 
 // The last table publication, for status and metrics.
@@ -37,7 +39,7 @@ struct UpdateRecord {
 
 class Controller {
   public:
-    Controller(dp::Dataplane &dataplane, Logger log);
+    Controller(dp::Dataplane &dataplane, EventLoop &loop, Logger log);
 
     // Called after every config change is applied (the AF_XDP steering map follows the VIPs).
     std::function<void(const Config &)> on_config_applied;
@@ -47,23 +49,29 @@ class Controller {
     // First tables and snapshot; health targets; does not start the workers.
     Status start(Config config);
 
-    // Replace the running config by next: validated whole first; on any error nothing changes.
-    Status apply_config(Config next, const std::string &cause, uint64_t cause_ns);
+    // Replaces the running config by next: validated whole first; built aside; swapped in when all of it is
+    // ready. done is called on the control thread once it is live, or with every reason it is not (then
+    // nothing changed). One change at a time: another that comes meanwhile is refused.
+    void change(Config next, const std::string &cause, uint64_t cause_ns, std::function<void(Status)> done);
+    bool changing() const { return builder_.busy(); }
+
+    // Probe verdicts are collected and published together by flush_health() (after each round of events).
     void on_health_event(const HealthEvent &event);
+    void flush_health();
     // Re-reads the kernel's neighbour table; republishes when a next hop changed.
     void refresh_neighbors();
 
-    const Config &config() const { return config_; }
+    const Config &config() const { return view_.config(); }
+    const ClusterView &view() const { return view_; }
     HealthChecker &health() { return health_; }
-    bool backend_up(const std::string &pool, uint32_t id) const;  // health only
-    std::set<uint32_t> down_ids(const std::string &pool) const;   // health-down backend IDs of a pool
-    std::set<std::pair<std::string, uint32_t>> down_pairs() const;
+    ControlPauses &pauses() { return pauses_; }
+    std::set<std::pair<std::string, uint32_t>> down_pairs() const { return view_.down_pairs(); }
 
     // Views for the API and metrics.
     Json status_json() const;
-    Json vips_json() const;
-    Json backends_json(const std::string &pool_filter) const;
-    Json health_json(const std::string &pool_filter) const;
+    Json vips_json() const { return view_.vips_json(); }
+    Json backends_json(const std::string &pool_filter) const { return view_.backends_json(pool_filter); }
+    Json health_json(const std::string &pool_filter) const { return view_.health_json(pool_filter, health_); }
     Json stats_json() const;
     const UpdateRecord &last_update() const { return last_update_; }
     // Seconds from the cause of the last update to the first packet a worker handled with it (-1: none yet).
@@ -72,28 +80,27 @@ class Controller {
     uint64_t started_ns() const { return started_ns_; }
 
   private:
-    struct PoolRuntime {
-        std::unique_ptr<PoolTable> table;
+    // Each pool keeps two copies of its bucket entries for the workers: see controller.cpp.
+    struct Buffers {
         std::unique_ptr<dp::EntryArray> buffer[2];
-        int active = 0;                      // the buffer the current snapshot points at
-        std::vector<uint32_t> lag;           // buckets where the standby buffer is behind the table
-        std::vector<uint32_t> pending;       // changed since the last publication
+        int active = 0;                  // the buffer the current snapshot points at
+        std::vector<uint32_t> lag;       // buckets where the standby buffer is behind the table
+        std::vector<uint32_t> pending;   // changed since the last publication
     };
-
-    bool operational(const std::string &pool, const Backend &b) const;
-    std::unique_ptr<PoolRuntime> build_pool(const Pool &pool) const;
-    Status publish(const std::string &cause, uint64_t cause_ns, bool vips_changed);
-    uint32_t slot_of(const PoolRuntime &rt, uint32_t id) const;
+    std::unique_ptr<Buffers> make_buffers(const std::string &pool, const PoolTable &table) const;
+    void publish(const std::string &cause, uint64_t cause_ns);
+    void note(const std::vector<PoolChange> &changes);
 
     dp::Dataplane &dataplane_;
     Logger log_;
-    Config config_;
-    std::map<std::string, std::unique_ptr<PoolRuntime>> pools_;
-    std::map<std::pair<std::string, uint32_t>, bool> health_up_;
+    ClusterView view_;
+    OffThread builder_;
+    std::map<std::string, std::unique_ptr<Buffers>> buffers_;  // by pool name
     HealthChecker health_;
+    std::vector<HealthEvent> verdicts_;  // not yet published
     dp::StatIndex stat_index_;
     std::shared_ptr<const dp::VipTable> vip_table_;
-    std::map<Address, MacAddress> neighbors_;
+    ControlPauses pauses_;
     uint64_t generation_ = 0;
     uint64_t started_ns_ = 0;
     UpdateRecord last_update_;

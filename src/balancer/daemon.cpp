@@ -45,35 +45,56 @@ static dp::DataplaneOptions dataplane_options(const Config &config, const std::v
     return o;
 }
 
-// What a reload cannot change without a restart: the ports, lcores, EAL and the control endpoints.
+// What a reload cannot change without a restart: the ports, lcores, EAL, the exception path and the control
+// endpoints. Each is named: a reload that says ok has applied everything it was given.
 static Status restart_only_changes(const Config &a, const Config &b)
 {
     const auto &x = a.dataplane, &y = b.dataplane;
-    bool ports_same = x.ports.size() == y.ports.size();
-    for (size_t i = 0; ports_same && i < x.ports.size(); i++)
-        ports_same = x.ports[i].name == y.ports[i].name && x.ports[i].devargs == y.ports[i].devargs &&
-                     x.ports[i].rx_queues == y.ports[i].rx_queues;
-    std::string what;
-    if (!ports_same)
-        what += " dataplane.port";
+    std::vector<std::string> what;
+    if (x.ports.size() != y.ports.size())
+        what.push_back("dataplane.port (how many)");
+    for (size_t i = 0; i < std::min(x.ports.size(), y.ports.size()); i++) {
+        const PortConfig &p = x.ports[i], &q = y.ports[i];
+        std::string at = "dataplane.port[" + std::to_string(i) + "].";
+        if (p.name != q.name)
+            what.push_back(at + "name");
+        if (p.devargs != q.devargs)
+            what.push_back(at + "devargs");
+        if (p.rx_queues != q.rx_queues)
+            what.push_back(at + "rx_queues");
+        if (p.tx_port != q.tx_port)
+            what.push_back(at + "tx_port");
+    }
     if (x.eal_args != y.eal_args)
-        what += " dataplane.eal_args";
+        what.push_back("dataplane.eal_args");
     if (x.worker_lcores != y.worker_lcores)
-        what += " dataplane.workers";
-    if (x.non_vip != y.non_vip || x.exception_iface != y.exception_iface)
-        what += " dataplane.non_vip/exception_iface";
+        what.push_back("dataplane.workers");
+    if (x.non_vip != y.non_vip)
+        what.push_back("dataplane.non_vip");
+    if (x.exception_iface != y.exception_iface)
+        what.push_back("dataplane.exception_iface");
+    if (x.exception_addresses != y.exception_addresses)
+        what.push_back("dataplane.exception_addresses");
     if (x.conn_table_size != y.conn_table_size)
-        what += " dataplane.conn_table_size";
+        what.push_back("dataplane.conn_table_size");
     if (x.mbufs != y.mbufs)
-        what += " dataplane.mbufs";
-    if (x.mtu != y.mtu || x.data_room() != y.data_room())
-        what += " dataplane.mtu/mbuf_data_room";
-    if (a.control.socket != b.control.socket || a.control.socket_group != b.control.socket_group ||
-        a.control.metrics != b.control.metrics)
-        what += " control";
+        what.push_back("dataplane.mbufs");
+    if (x.mtu != y.mtu)
+        what.push_back("dataplane.mtu");
+    if (x.data_room() != y.data_room())
+        what.push_back("dataplane.mbuf_data_room");
+    if (a.control.socket != b.control.socket)
+        what.push_back("control.socket");
+    if (a.control.socket_group != b.control.socket_group)
+        what.push_back("control.socket_group");
+    if (a.control.metrics != b.control.metrics)
+        what.push_back("control.metrics");
     if (what.empty())
         return Ok{};
-    return Error{"reload: these settings only change with a restart:" + what +
+    std::string list;
+    for (const auto &w : what)
+        list += " " + w;
+    return Error{"reload: these settings only change with a restart:" + list +
                  "; nothing was applied (restore them, or restart the daemon)"};
 }
 
@@ -150,7 +171,8 @@ int run_daemon(const DaemonOptions &o)
         return 1;
     }
 
-    Controller controller(dataplane, log);
+    EventLoop loop;
+    Controller controller(dataplane, loop, log);
     controller.on_config_applied = [&](const Config &c) {
         if (auto st = steering.sync(c); !st)
             log(st.error());
@@ -163,19 +185,18 @@ int run_daemon(const DaemonOptions &o)
         log(st.error());
         return 1;
     }
-    auto reload = [&]() -> Status {
+    Reload reload = [&](std::function<void(Status)> done) {
         auto next = load_config(o.config);
         if (!next)
-            return Error{next.error()};
+            return done(Error{next.error()});
         if (auto st = validate_for_dataplane(*next); !st)
-            return st;
+            return done(st);
         if (auto st = restart_only_changes(controller.config(), *next); !st)
-            return st;
-        return controller.apply_config(std::move(*next), "reload", monotonic_ns());
+            return done(st);
+        controller.change(std::move(*next), "reload", monotonic_ns(), std::move(done));
     };
 
-    EventLoop loop;
-    BalancerApi api_handler(controller, reload);
+    BalancerApi api_handler(controller, loop, reload);
     ApiServer api(loop, api_handler);
     if (auto st = api.listen(initial.control.socket, initial.control.socket_group); !st) {
         log(st.error());
@@ -200,15 +221,18 @@ int run_daemon(const DaemonOptions &o)
     // Housekeeping every 200 ms: next hops (so a new backend is reachable quickly), and once a second the
     // copy of the counters DPDK telemetry reads.
     unsigned ticks = 0;
-    ControlLoop{loop, sfd, controller.health(), reload, log, 200, [&] {
-        controller.refresh_neighbors();
-        uint64_t now_ms = monotonic_ns() / 1'000'000;
-        api.sweep(now_ms);
-        if (metrics)
-            metrics->sweep(now_ms);
-        if (ticks++ % 5 == 0)
-            TelemetryExport::instance().update(controller.stats_json(), controller.backends_json(""));
-    }}.run();
+    ControlLoop{loop, sfd, controller.health(), reload, log, 200,
+                [&] {
+                    controller.refresh_neighbors();
+                    uint64_t now_ms = monotonic_ns() / 1'000'000;
+                    api.sweep(now_ms);
+                    if (metrics)
+                        metrics->sweep(now_ms);
+                    if (ticks++ % 5 == 0)
+                        TelemetryExport::instance().update(controller.stats_json(), controller.backends_json(""));
+                },
+                [&] { controller.flush_health(); }, &controller.pauses()}
+        .run();
     dataplane.stop();
     std::cerr << stats_text(controller.config(), *dataplane.current(), dataplane.stats());
     dataplane.close();

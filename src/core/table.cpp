@@ -286,8 +286,11 @@ void PoolTable::commit(uint32_t bucket, uint16_t primary, uint16_t serving)
 {
     us_bucket_entry &e = entries_[bucket];
     if (e.primary != primary || e.serving != serving) {
-        if (e.serving != serving)
+        if (e.serving != serving) {
+            count_served(e.serving, -1);
+            count_served(serving, +1);
             push_history(e, serving);
+        }
         e.primary = primary;
         e.serving = serving;
         changed_.push_back(bucket);
@@ -298,6 +301,17 @@ void PoolTable::commit(uint32_t bucket, uint16_t primary, uint16_t serving)
         overflow_[bucket] = now;
         overflow_count_ += now ? 1 : -1;
     }
+}
+
+void PoolTable::count_served(uint16_t slot, int64_t delta)
+{
+    if (slot == US_NO_SERVER) {
+        unserved_ += uint64_t(delta);
+        return;
+    }
+    if (slot >= served_.size())
+        served_.resize(size_t(slot) + 1, 0);
+    served_[slot] += uint64_t(delta);
 }
 
 // The bucket's serving server becomes `next`: the one it replaces heads the history, which stays a list of
@@ -350,6 +364,10 @@ void PoolTable::build(std::vector<Member> members, unsigned threads)
     for (auto &th : pool)
         th.join();
     overflow_count_ = size_t(std::count(overflow_.begin(), overflow_.end(), uint8_t(1)));
+    served_.assign(members_.size(), 0);
+    unserved_ = 0;
+    for (const us_bucket_entry &e : entries_)
+        count_served(e.serving, +1);
     rebuild_index();
     changed_.clear();
 }

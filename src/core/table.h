@@ -58,6 +58,12 @@ class PoolTable {
     void inherit_history(const PoolTable &before);
 
     const std::vector<uint32_t> &last_changes() const { return changed_; }
+    // Buckets whose serving server is the member in slot (US_NO_SERVER: buckets with none), kept current by
+    // every change, so that status and metrics never walk the buckets.
+    uint64_t buckets_served(uint32_t slot) const
+    {
+        return slot == US_NO_SERVER ? unserved_ : slot < served_.size() ? served_[slot] : 0;
+    }
     std::span<const us_bucket_entry> entries() const { return entries_; }
     const std::vector<Member> &members() const { return members_; }
     uint32_t table_bits() const { return table_bits_; }
@@ -129,6 +135,9 @@ class PoolTable {
     size_t listed_total_ = 0;
     bool indexing_ = false;  // off during the parallel full build, which rebuilds the index after
     std::vector<uint32_t> changed_;
+    void count_served(uint16_t slot, int64_t delta);
+    std::vector<uint64_t> served_;  // buckets served, per slot
+    uint64_t unserved_ = 0;
 };
 
 }  // namespace understudy

@@ -88,6 +88,7 @@ void ApiServer::accept_clients()
         }
         Client c;
         c.active_ms = now_ms();
+        c.serial = next_serial_++;
         clients_[fd] = std::move(c);
         loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](uint32_t ev) { on_client(fd, ev); });
     }
@@ -97,7 +98,7 @@ void ApiServer::sweep(uint64_t now)
 {
     std::vector<int> idle;
     for (const auto &[fd, c] : clients_)
-        if (now - c.active_ms > kApiIdleMs)
+        if (now - c.active_ms > kApiIdleMs && !c.waiting)
             idle.push_back(fd);
     for (int fd : idle)
         close_client(fd);
@@ -107,18 +108,45 @@ void ApiServer::sweep(uint64_t now)
 // a client that pipelines requests without reading the replies stops being read instead of growing.
 void ApiServer::serve_lines(int fd, Client &c)
 {
+    c.serving = true;
     size_t nl;
-    while (c.out.size() < kMaxPendingReplyBytes && (nl = c.in.find('\n')) != std::string::npos) {
+    while (!c.waiting && c.out.size() < kMaxPendingReplyBytes && (nl = c.in.find('\n')) != std::string::npos) {
         std::string line = c.in.substr(0, nl);
         c.in.erase(0, nl + 1);
         if (!line.empty() && line.back() == '\r')
             line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos)
             continue;
-        c.out += handle_line(line) + "\n";
+        c.waiting = true;
+        auto later = [this, fd, serial = c.serial](std::string reply) {
+            auto it = clients_.find(fd);
+            if (it == clients_.end() || it->second.serial != serial)
+                return;  // the client left meanwhile
+            Client &client = it->second;
+            client.out += reply + "\n";
+            client.waiting = false;
+            if (!client.serving) {
+                serve_lines(fd, client);
+                if (clients_.count(fd) && clients_[fd].serial == serial)
+                    on_client(fd, EPOLLOUT);  // write it now
+            }
+        };
+        if (auto reply = answer(line, later)) {
+            c.out += *reply + "\n";
+            c.waiting = false;
+        }
     }
-    bool full = c.out.size() >= kMaxPendingReplyBytes;
-    loop_.modify(fd, (full ? 0u : uint32_t(EPOLLIN)) | EPOLLRDHUP | (c.out.empty() ? 0u : uint32_t(EPOLLOUT)));
+    c.serving = false;
+    update_events(fd, c);
+}
+
+// Reads while no answer is awaited and the replies not yet read stay under their limit; writes while any wait.
+void ApiServer::update_events(int fd, const Client &c)
+{
+    // A half-closed client is noticed when it is read again (level-triggered: watching for it meanwhile would
+    // wake the loop over and over).
+    bool read = !c.waiting && c.out.size() < kMaxPendingReplyBytes;
+    loop_.modify(fd, (read ? uint32_t(EPOLLIN | EPOLLRDHUP) : 0u) | (c.out.empty() ? 0u : uint32_t(EPOLLOUT)));
 }
 
 void ApiServer::close_client(int fd)
@@ -135,6 +163,10 @@ void ApiServer::on_client(int fd, uint32_t events)
         return;
     Client &c = it->second;
     c.active_ms = now_ms();
+    if ((events & (EPOLLHUP | EPOLLERR)) && c.waiting) {
+        close_client(fd);  // gone while its answer is being built: nowhere to send it
+        return;
+    }
     if (c.discarding) {
         // Reading what the client still sends lets it receive the error instead of a reset.
         char buf[65536];
@@ -145,7 +177,7 @@ void ApiServer::on_client(int fd, uint32_t events)
             close_client(fd);
         return;
     }
-    if ((events & EPOLLIN) && c.out.size() < kMaxPendingReplyBytes) {
+    if ((events & EPOLLIN) && !c.waiting && c.out.size() < kMaxPendingReplyBytes) {
         bool eof = false;
         char buf[16384];
         for (;;) {
@@ -160,7 +192,7 @@ void ApiServer::on_client(int fd, uint32_t events)
             break;
         }
         serve_lines(fd, c);  // a client that sends its requests and closes its side still gets the replies
-        if (eof && c.out.empty()) {
+        if (eof && c.out.empty() && !c.waiting) {
             close_client(fd);
             return;
         }
@@ -187,11 +219,13 @@ void ApiServer::on_client(int fd, uint32_t events)
         }
         serve_lines(fd, c);  // the lines that waited for the replies to drain
     }
-    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c.out.empty())
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && c.out.empty() && !c.waiting)
         close_client(fd);
 }
 
-std::string ApiServer::handle_line(const std::string &line)
+std::string ApiServer::handle_line(const std::string &line) { return *answer(line, nullptr); }
+
+std::optional<std::string> ApiServer::answer(const std::string &line, std::function<void(std::string)> later)
 {
     nlohmann::ordered_json reply;
     // nlohmann-json prints (and copies) values recursively: a request nested a hundred thousand deep would
@@ -215,22 +249,31 @@ std::string ApiServer::handle_line(const std::string &line)
         reply = {{"ok", false}, {"error", "missing \"op\" (a string naming the operation)"}};
         return json_text(reply);
     }
+    bool has_id = request.contains("id");
+    nlohmann::json id = has_id ? request["id"] : nlohmann::json();
+    auto format = [has_id, id](Result<nlohmann::ordered_json> r) {
+        nlohmann::ordered_json out;
+        if (r) {
+            out = {{"ok", true}};
+            for (auto &[k, v] : r->items())
+                out[k] = v;
+        } else {
+            out = {{"ok", false}, {"error", r.error()}};
+        }
+        if (has_id)
+            out["id"] = id;
+        return json_text(out);
+    };
     Result<nlohmann::ordered_json> r = Error{"internal error"};
     try {
+        if (later && handler_.start(op->get<std::string>(), request,
+                                    [format, later](Result<nlohmann::ordered_json> done) { later(format(std::move(done))); }))
+            return std::nullopt;
         r = handler_.handle(op->get<std::string>(), request);
     } catch (const std::exception &e) {
         r = Error{std::string("invalid request: ") + e.what()};
     }
-    if (r) {
-        reply = {{"ok", true}};
-        for (auto &[k, v] : r->items())
-            reply[k] = v;
-    } else {
-        reply = {{"ok", false}, {"error", r.error()}};
-    }
-    if (request.contains("id"))
-        reply["id"] = request["id"];
-    return json_text(reply);
+    return format(std::move(r));
 }
 
 }  // namespace understudy

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -27,6 +28,16 @@ class ApiHandler {
     virtual ~ApiHandler() = default;
     // Returns the reply fields (without "ok"), or an error message.
     virtual Result<nlohmann::ordered_json> handle(const std::string &op, const nlohmann::json &request) = 0;
+
+    // Operations answered later (a change built off the control thread) start here. Returns false when op is
+    // not one of them (handle() answers it); otherwise calls done exactly once, on the control thread, maybe
+    // before returning. The client's next requests wait for that answer: replies stay in order.
+    using Completion = std::function<void(Result<nlohmann::ordered_json>)>;
+    virtual bool start(const std::string &op, const nlohmann::json &request, Completion done)
+    {
+        (void)op, (void)request, (void)done;
+        return false;
+    }
 };
 
 class ApiServer {
@@ -51,7 +62,13 @@ class ApiServer {
         bool discarding = false;  // after an oversized request: answer sent, input ignored until EOF
         size_t discarded = 0;
         uint64_t active_ms = 0;   // last read or write
+        uint64_t serial = 0;      // tells a later answer whether its client is still this one
+        bool waiting = false;     // a request is being answered later: the next ones wait
+        bool serving = false;     // inside serve_lines
     };
+    // The reply to one line, or nullopt when the handler answers later through `later` (when given).
+    std::optional<std::string> answer(const std::string &line, std::function<void(std::string)> later);
+    void update_events(int fd, const Client &c);
     void serve_lines(int fd, Client &c);
     void accept_clients();
     void on_client(int fd, uint32_t events);
@@ -62,6 +79,7 @@ class ApiServer {
     int listen_fd_ = -1;
     std::string path_;
     std::map<int, Client> clients_;
+    uint64_t next_serial_ = 1;
 };
 
 }  // namespace understudy

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstring>
+#include <utility>
 
 namespace understudy {
 
@@ -25,15 +26,32 @@ int block_control_signals()
     return signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
+void ControlPauses::record(uint64_t ns)
+{
+    double ms = double(ns) / 1e6;
+    longest_ms = std::max(longest_ms, ms);
+    longest_recent_ms = std::max(longest_recent_ms, ms);
+    over_10ms += ms > 10;
+    over_100ms += ms > 100;
+}
+
+double ControlPauses::take_recent()
+{
+    return std::exchange(longest_recent_ms, 0.0);
+}
+
 void ControlLoop::run()
 {
     bool running = true;
+    uint64_t busy_since = 0;
     loop.add(signal_fd, EPOLLIN, [&](uint32_t) {
         signalfd_siginfo si;
         while (read(signal_fd, &si, sizeof si) == sizeof si) {
             if (si.ssi_signo == SIGHUP) {
-                auto st = reload();
-                log(st ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + st.error());
+                auto say = log;
+                reload([say](Status st) {
+                    say(st ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + st.error());
+                });
             } else {
                 log(std::string("signal ") + strsignal(int(si.ssi_signo)) + ": stopping");
                 running = false;
@@ -53,8 +71,12 @@ void ControlLoop::run()
 
     while (running) {
         int timeout = health.next_timeout_ms();
-        loop.run_once(timeout < 0 ? 1000 : std::min(timeout, 1000));
+        loop.run_once(timeout < 0 ? 1000 : std::min(timeout, 1000), pauses ? &busy_since : nullptr);
         health.run();  // due timers, even when no socket was ready
+        if (after_events)
+            after_events();
+        if (pauses && busy_since)
+            pauses->record(monotonic_ns() - busy_since);
     }
     loop.remove(tfd);
     loop.remove(health.fd());

@@ -21,14 +21,27 @@ int block_control_signals();
 // clients must never take the last ones. Returns the limit now in force.
 unsigned long raise_descriptor_limit();
 
+// How long the control thread was busy between two waits: while it is, nothing probes and nothing answers.
+struct ControlPauses {
+    double longest_ms = 0;         // since start
+    double longest_recent_ms = 0;  // since the last call of take_recent()
+    uint64_t over_10ms = 0;
+    uint64_t over_100ms = 0;
+    void record(uint64_t ns);
+    double take_recent();
+};
+
 struct ControlLoop {
     EventLoop &loop;
     int signal_fd;
     HealthChecker &health;
-    std::function<Status()> reload;                   // SIGHUP
+    // SIGHUP: reads the config again and applies it; calls done once it is live or refused.
+    std::function<void(std::function<void(Status)> done)> reload;
     std::function<void(const std::string &)> log;
     unsigned housekeeping_ms;
     std::function<void()> housekeeping;
+    std::function<void()> after_events;  // after each round of events (verdicts that came together, together)
+    ControlPauses *pauses = nullptr;
 
     // Returns when SIGINT or SIGTERM arrives.
     void run();

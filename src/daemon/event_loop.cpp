@@ -1,6 +1,8 @@
 // epoll-based loop: see event_loop.h.
 #include "event_loop.h"
 
+#include <ctime>
+
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -39,10 +41,15 @@ void EventLoop::remove(int fd)
     handlers_.erase(fd);
 }
 
-void EventLoop::run_once(int timeout_ms)
+void EventLoop::run_once(int timeout_ms, uint64_t *woke_ns)
 {
     epoll_event events[32];
     int n = epoll_wait(epfd_, events, 32, timeout_ms);
+    if (woke_ns) {
+        timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        *woke_ns = uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+    }
     for (int i = 0; i < n; i++) {
         auto it = handlers_.find(events[i].data.fd);
         if (it == handlers_.end())

@@ -19,8 +19,9 @@ class EventLoop {
     void add(int fd, uint32_t events, Handler handler);
     void modify(int fd, uint32_t events);
     void remove(int fd);  // safe from inside a handler
-    // Waits up to timeout_ms (-1: forever) and runs the handlers of ready descriptors.
-    void run_once(int timeout_ms);
+    // Waits up to timeout_ms (-1: forever) and runs the handlers of ready descriptors. woke_ns, when given,
+    // receives the CLOCK_MONOTONIC time the wait ended (to measure the work that follows).
+    void run_once(int timeout_ms, uint64_t *woke_ns = nullptr);
 
   private:
     int epfd_;

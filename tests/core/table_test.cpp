@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <algorithm>
+#include <map>
 #include <random>
 #include <set>
 
@@ -152,6 +153,13 @@ TEST(PoolTable, IncrementalChangesMatchPlainOrdering)
                                now.previous != before[b].previous || now.previous2 != before[b].previous2;
                 ASSERT_EQ(differs, listed.count(b) == 1) << what << " bucket " << b;
             }
+            // The per-server counts kept along the way equal a count over the entries.
+            std::map<uint16_t, uint64_t> counted;
+            for (const auto &e : t.entries())
+                counted[e.serving]++;
+            for (uint32_t s = 0; s < t.members().size(); s++)
+                ASSERT_EQ(t.buckets_served(s), counted[uint16_t(s)]) << what << " slot " << s;
+            ASSERT_EQ(t.buckets_served(US_NO_SERVER), counted[US_NO_SERVER]) << what;
         }
     }
 }
