@@ -153,7 +153,10 @@ Status Agent::write_pool(size_t index)
         }
         if (auto s = maps_->put_backend(uint32_t(index), uint32_t(slot), e); !s)
             return s;
+        slots_written_[uint32_t(index)] = std::max(slots_written_[uint32_t(index)], slot + 1);
     }
+    if (auto s = clear_slots(uint32_t(index), t.members().size()); !s)
+        return s;
     if (auto s = write_backend_ids(uint32_t(index), t); !s)
         return s;
     if (auto s = maps_->swap_table(uint32_t(index), t.entries()); !s)
@@ -167,11 +170,25 @@ Status Agent::write_pool(size_t index)
     return maps_->put_pool(uint32_t(index), info);
 }
 
+// Slots from `from` on hold no backend (a pool that shrank or went).
+Status Agent::clear_slots(uint32_t index, size_t from)
+{
+    size_t &written = slots_written_[index];
+    while (written > from) {
+        if (auto s = maps_->put_backend(index, uint32_t(written - 1), us_bpf_backend{}); !s)
+            return s;
+        written--;
+    }
+    return Ok{};
+}
+
 Status Agent::forget_pool(uint32_t index)
 {
     if (auto s = maps_->put_pool(index, us_bpf_pool{}); !s)
         return s;
     if (auto s = maps_->remove_table(index); !s)
+        return s;
+    if (auto s = clear_slots(index, 0); !s)
         return s;
     return forget_backend_ids(index, {});
 }

@@ -63,6 +63,7 @@ class Agent {
     Status write_backend_ids(uint32_t index, const PoolTable &table);
     Status forget_backend_ids(uint32_t index, const std::set<uint32_t> &keep);
     Status forget_pool(uint32_t index);
+    Status clear_slots(uint32_t index, size_t from);
     void retry_dirty();
 
     Logger log_;
@@ -78,6 +79,7 @@ class Agent {
     std::set<std::vector<uint8_t>> vip_keys_;
     std::set<std::pair<Address, uint32_t>> source_keys_;
     std::map<uint32_t, std::set<uint32_t>> backend_ids_;  // pool index -> the IDs in us_backend_ids
+    std::map<uint32_t, size_t> slots_written_;            // pool index -> us_backends entries not zero
     std::set<size_t> dirty_;  // pools whose maps a failed write left behind the view: written again each tick
     std::vector<HealthEvent> verdicts_;
     HealthChecker health_;
