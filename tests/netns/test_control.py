@@ -284,6 +284,75 @@ class ControlTest(unittest.TestCase):
         self.write_config(w3=100)
         self.ctl("reload", check=0)
 
+    def test_control_thread_never_stalls_on_a_2_24_pool(self):
+        """A reload that adds a pool of 2^24 buckets is built off the control thread: meanwhile the API answers,
+        probes go on, and another change is refused by name instead of waiting; then it is live whole."""
+        big = ('\n[[pool]]\nname = "big"\ntable_bits = 24\n'
+               '  [[pool.backend]]\n  id = 11\n  address = "10.0.0.11"\n'
+               '  [[pool.backend]]\n  id = 12\n  address = "10.0.0.12"\n'
+               '\n[[vip]]\naddress = "192.0.2.11"\nport = 8080\nprotocol = "tcp"\npool = "big"\nmethod = "l2dsr"\n')
+        self.write_config(w3=100, extra=big)
+        probes = lambda: sum(h.get("probes", 0) for h in self.api({"op": "health"})["health"])
+        probes_before = probes()
+        result = {}
+
+        def reload():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(300)
+                s.connect(self.socket)
+                s.sendall(b'{"op": "reload"}\n')
+                result["reply"] = json.loads(s.makefile().readline())
+                result["at"] = time.monotonic()
+
+        started = time.monotonic()
+        t = threading.Thread(target=reload)
+        t.start()
+        latencies, building_seen, refused = [], 0, None
+        while t.is_alive() and time.monotonic() - started < 280:
+            t0 = time.monotonic()
+            status = self.api({"op": "status"})
+            latencies.append(time.monotonic() - t0)
+            if status["control"]["change_in_progress"]:
+                building_seen += 1
+                if refused is None:
+                    refused = self.api({"op": "backend.drain", "pool": "web", "id": 2}, expect_ok=False)
+            time.sleep(0.05)
+        t.join(5)
+        self.assertTrue(result["reply"]["ok"], result)
+        build_s = result["at"] - started
+        self.assertGreater(building_seen, 3, "the build was not seen in progress: it ran on the control thread")
+        self.assertIn("another change is being built", refused["error"])
+        self.assertEqual(self.backend(2)["state"], "enabled", "the refused change changed something")
+        # While it was built the control thread kept answering and probing.
+        self.assertLess(max(latencies), 1.0, f"a status request waited {max(latencies):.3f} s during the build")
+        self.assertGreater(probes() - probes_before, 10 * build_s, "probes stopped during the build")
+        big_backends = self.api({"op": "backend.list", "pool": "big"})["backends"]
+        self.assertAlmostEqual(sum(b["share"] for b in big_backends), 1.0, places=6)
+        control = self.api({"op": "status"})["control"]
+        print(f"\n2^24 reload: built in {build_s:.1f} s off the control thread; status answered in at most "
+              f"{max(latencies) * 1000:.1f} ms meanwhile ({len(latencies)} requests); control thread's longest "
+              f"pause so far {control['longest_pause_ms']:.1f} ms", file=sys.stderr)
+        # A live plan of a 2^24 change is computed aside too.
+        nxt = os.path.join(self.dir.name, "next24.toml")
+        with open(nxt, "w") as f:
+            f.write(CONFIG.format(dir=self.dir.name, w3=100).replace("table_bits = 12", "table_bits = 24"))
+        plan = {}
+        t = threading.Thread(target=lambda: plan.update(r=self.ctl("plan", "--new", nxt, "--json")))
+        t.start()
+        latencies = []
+        while t.is_alive():
+            t0 = time.monotonic()
+            self.api({"op": "status"})
+            latencies.append(time.monotonic() - t0)
+            time.sleep(0.05)
+        t.join()
+        self.assertEqual(plan["r"].returncode, 0, plan["r"].stderr)
+        self.assertAlmostEqual(json.loads(plan["r"].stdout)["moved"], 1.0, delta=0.01)  # every session remaps
+        self.assertLess(max(latencies), 1.0)
+        self.write_config(w3=100)
+        self.ctl("reload", check=0)
+        self.assertEqual([p["name"] for p in self.api({"op": "status"})["pools"]], ["web"])
+
     def test_live_plan(self):
         nxt = os.path.join(self.dir.name, "next.toml")
         with open(nxt, "w") as f:
