@@ -42,6 +42,8 @@ std::string Address::str() const
 Result<Address> Address::parse(std::string_view text)
 {
     std::string s(text);
+    if (s.find('\0') != std::string::npos)  // inet_pton would read only up to it
+        return Error{"an address holds a NUL character"};
     Address a;
     uint8_t v4[4];
     if (inet_pton(AF_INET, s.c_str(), v4) == 1) {

@@ -18,6 +18,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
+#include <vector>
 
 namespace understudy {
 
@@ -52,6 +54,10 @@ Status ApiServer::listen(const std::string &path, const std::string &group)
         return Error{"another daemon is already listening on " + path};
     }
     ::close(probe);
+    // Only a socket is replaced: a path that names anything else is a mistake in the config, not ours to delete.
+    struct stat st {};
+    if (lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+        return Error{"control socket path " + path + " exists and is not a socket; not replacing it"};
     ::unlink(path.c_str());
 
     listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -235,7 +241,24 @@ std::optional<std::string> ApiServer::answer(const std::string &line, std::funct
                                               std::to_string(kMaxNesting)}};
         return json_text(reply);
     }
-    nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
+    // A key given twice would silently take the last value: refused, as the TOML reader refuses it.
+    std::vector<std::set<std::string>> keys;
+    std::string duplicate;
+    nlohmann::json::parser_callback_t check = [&](int, nlohmann::json::parse_event_t event, nlohmann::json &parsed) {
+        if (event == nlohmann::json::parse_event_t::object_start)
+            keys.emplace_back();
+        else if (event == nlohmann::json::parse_event_t::object_end && !keys.empty())
+            keys.pop_back();
+        else if (event == nlohmann::json::parse_event_t::key && !keys.empty() &&
+                 !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty())
+            duplicate = parsed.get<std::string>();
+        return true;
+    };
+    nlohmann::json request = nlohmann::json::parse(line, check, false);
+    if (!request.is_discarded() && !duplicate.empty()) {
+        reply = {{"ok", false}, {"error", "field \"" + duplicate + "\" given twice in one object"}};
+        return json_text(reply);
+    }
     if (request.is_discarded()) {
         reply = {{"ok", false}, {"error", "malformed JSON: expected one object per line, e.g. {\"op\": \"status\"}"}};
         return json_text(reply);

@@ -140,6 +140,24 @@ class ControlTest(unittest.TestCase):
 
     # --- the socket itself -------------------------------------------------------------------------
 
+    def test_socket_path_naming_a_file_is_refused_and_kept(self):
+        """control.socket naming a regular file: the daemon refuses to start and the file is untouched."""
+        victim = os.path.join(self.dir.name, "precious.txt")
+        with open(victim, "w") as f:
+            f.write("keep me")
+        cfg = os.path.join(self.dir.name, "victim.toml")
+        with open(cfg, "w") as f:
+            f.write(CONFIG.format(dir=self.dir.name, w3=100).replace(f'socket = "{self.dir.name}/understudy.sock"',
+                                                                      f'socket = "{victim}"')
+                    .replace("us-control-test", "us-control-victim").replace('metrics = "127.0.0.1:9273"', 'metrics = ""')
+                    .replace('devargs = "net_af_packet0,iface=eth0"', 'devargs = "net_null0"')
+                    .replace("exception_addresses = [\"10.0.0.2/24\"]\n", "non_vip = \"drop\"\n"))
+        r = subprocess.run([BINARY, "run", "--config", cfg], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("is not a socket", r.stderr)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "keep me")
+
     def test_socket_mode_and_owner(self):
         st = os.stat(self.socket)
         self.assertTrue(stat.S_ISSOCK(st.st_mode))
@@ -165,12 +183,30 @@ class ControlTest(unittest.TestCase):
             "{\"op\": \"backend.add\", \"pool\": \"web\", \"id\": 9, \"address\": \"10.0.0.300\"}": "field \"address\"",
             "{\"op\": \"vip.add\", \"address\": \"192.0.2.10\", \"port\": 8080, \"pool\": \"web\"}": "VIP",
             "{\"op\": \"lookup\", \"vip\": \"192.0.2.10:8080\", \"src\": \"1.2.3.4:5\"}": "ADDR:PORT/PROTO",
+            # A key twice would silently take the last value.
+            "{\"op\": \"backend.drain\", \"pool\": \"web\", \"id\": 1, \"id\": 2}": "\"id\" given twice",
+            # An escaped NUL would cut the address short where C strings read it.
+            "{\"op\": \"backend.add\", \"pool\": \"web\", \"id\": 9, \"address\": \"10.0.0.19\\u0000x\"}": "NUL",
+            "{\"op\": \"lookup\", \"vip\": \"192.0.2.10:8080/tcp\", \"src\": \"1.2.3.4\\u0000:5\"}": "NUL",
+            # Past int64: reported as written, not as -1.
+            "{\"op\": \"backend.set\", \"pool\": \"web\", \"id\": 18446744073709551615, \"weight\": 5}":
+                "got 18446744073709551615",
+            # The file's limit, not a smaller one of the API's own.
+            "{\"op\": \"vip.add\", \"address\": \"192.0.2.10\", \"port\": 8080, \"pool\": \"web\", "
+            "\"conn_idle_timeout_s\": 4294967296}": "1..4294967295",
         }
         generation = self.api({"op": "status"})["generation"]
         for line, want in cases.items():
             reply = self.api(line, expect_ok=False)
             self.assertIn(want, reply["error"], line)
         self.assertEqual(self.api({"op": "status"})["generation"], generation, "refused changes change nothing")
+        # A change refused by validation names the request, not the config file (which says nothing wrong).
+        reply = self.api({"op": "backend.add", "pool": "web", "id": 1, "address": "10.0.0.99"}, expect_ok=False)
+        self.assertNotIn(self.config, reply["error"])
+        self.assertIn("request backend.add", reply["error"])
+        # A VIP timeout the file accepts is accepted here too (then removed again).
+        self.api({"op": "vip.add", "address": "192.0.2.20", "port": 80, "pool": "web", "conn_idle_timeout_s": 2000000})
+        self.api({"op": "vip.remove", "address": "192.0.2.20", "port": 80})
         # An oversized line: an error, then the connection is dropped; the daemon goes on.
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(10)
