@@ -65,6 +65,7 @@ class Controller {
     const ClusterView &view() const { return view_; }
     HealthChecker &health() { return health_; }
     ControlPauses &pauses() { return pauses_; }
+    const ControlPauses &pauses() const { return pauses_; }
     std::set<std::pair<std::string, uint32_t>> down_pairs() const { return view_.down_pairs(); }
 
     // Views for the API and metrics.

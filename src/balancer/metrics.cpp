@@ -107,6 +107,13 @@ std::string render_prometheus(const Controller &c)
     family("understudy_table_update_first_packet_seconds", "gauge",
            "last update: from its cause to the first packet forwarded with the new table (-1: none yet)");
     o << "understudy_table_update_first_packet_seconds " << c.last_update_first_packet_seconds() << "\n";
+    const ControlPauses &p = c.pauses();
+    family("understudy_control_longest_pause_seconds", "gauge",
+           "longest time the control thread was busy between two waits (nothing probed or answered meanwhile)");
+    o << "understudy_control_longest_pause_seconds " << p.longest_ms / 1e3 << "\n";
+    family("understudy_control_pauses_total", "counter", "control-thread busy periods longer than the threshold");
+    o << "understudy_control_pauses_total{over=\"10ms\"} " << p.over_10ms << "\n";
+    o << "understudy_control_pauses_total{over=\"100ms\"} " << p.over_100ms << "\n";
     family("understudy_conn_table_entries", "gauge", "live connection-table entries over all workers");
     o << "understudy_conn_table_entries " << stats["conn_table_entries"].get<uint64_t>() << "\n";
     return o.str();

@@ -412,6 +412,7 @@ class ControlTest(unittest.TestCase):
         for name in ("understudy_rx_packets_total", "understudy_drops_total{reason=\"truncated_l2\"}",
                      "understudy_backend_health_up{pool=\"web\",id=\"1\"} 1", "understudy_table_generation",
                      "understudy_table_update_publish_seconds", "understudy_conn_table_entries",
+                     "understudy_control_longest_pause_seconds", "understudy_control_pauses_total{over=\"100ms\"}",
                      "understudy_failovers_total", "understudy_vip_packets_total{vip=\"192.0.2.10:8080/tcp\""):
             self.assertIn(name, text)
         r = self.topo.balancer(1).run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9273/nope")
