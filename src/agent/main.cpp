@@ -11,7 +11,7 @@
 #include "agent.h"
 #include "daemon/api.h"
 #include "daemon/control_loop.h"
-#include "core/lookup.h"
+#include "json/results.h"
 
 namespace understudy {
 

@@ -3,7 +3,7 @@
 #include "balancer_api.h"
 
 #include "core/lookup.h"
-#include "core/plan.h"
+#include "json/results.h"
 
 namespace understudy {
 

@@ -6,7 +6,7 @@
 #include "daemon/json_text.h"
 #include "client.h"
 #include "commands.h"
-#include "core/lookup.h"
+#include "json/results.h"
 
 namespace understudy::cli {
 

@@ -9,7 +9,7 @@
 #include "client.h"
 #include "commands.h"
 #include "core/lookup.h"
-#include "core/plan.h"
+#include "json/results.h"
 
 namespace understudy::cli {
 

@@ -91,48 +91,6 @@ std::string hex16(uint64_t value)
     return buf;
 }
 
-nlohmann::ordered_json to_json(const LookupResult &r)
-{
-    nlohmann::ordered_json j;
-    j["session_hash"] = hex16(r.session_hash);
-    j["bucket"] = r.bucket;
-    j["ordering"] = r.ordering;
-    j["primary"] = r.primary ? nlohmann::ordered_json(*r.primary) : nlohmann::ordered_json(nullptr);
-    j["serving"] = r.serving ? nlohmann::ordered_json(*r.serving) : nlohmann::ordered_json(nullptr);
-    return j;
-}
-
-Result<nlohmann::ordered_json> lookup_request(const Lookup &lookup, const nlohmann::json &r)
-{
-    using Json = nlohmann::ordered_json;
-    if (r.contains("lines")) {
-        if (!r["lines"].is_array())
-            return Error{"field \"lines\" must be an array of strings"};
-        Json results = Json::array();
-        for (const auto &line : r["lines"]) {
-            if (!line.is_string())
-                return Error{"field \"lines\" must be an array of strings"};
-            auto res = lookup.lookup_line(line.get<std::string>());
-            results.push_back(res ? to_json(*res) : Json{{"error", res.error()}});
-        }
-        return Json{{"results", results}};
-    }
-    if (!r.contains("vip") || !r["vip"].is_string() || !r.contains("src") || !r["src"].is_string())
-        return Error{"lookup needs \"vip\" (ADDR:PORT/PROTO) and \"src\" (ADDR:PORT) strings, or \"lines\""};
-    auto vip = parse_vip_spec(r["vip"].get<std::string>());
-    if (!vip)
-        return Error{"field \"vip\": " + vip.error()};
-    auto src = Endpoint::parse(r["src"].get<std::string>());
-    if (!src)
-        return Error{"field \"src\": " + src.error()};
-    auto res = lookup.lookup(vip->first, vip->second, *src);
-    if (!res)
-        return Error{res.error()};
-    Json j = to_json(*res);
-    j["pool"] = res->pool->name;
-    return j;
-}
-
 Result<std::pair<Endpoint, Protocol>> parse_vip_spec(std::string_view text)
 {
     auto slash = text.rfind('/');

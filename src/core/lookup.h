@@ -9,7 +9,6 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 
 #include "config.h"
 #include "ordering.h"
@@ -45,13 +44,7 @@ class Lookup {
     std::set<std::pair<std::string, uint32_t>> down_in_pool_;
 };
 
-// Exactly {"session_hash", "bucket", "ordering", "primary", "serving"}: the batch and --json format.
-nlohmann::ordered_json to_json(const LookupResult &result);
 std::string hex16(uint64_t value);
-
-// The control API's "lookup" operation, shared by the balancer and the agent: {"vip", "src"} for one flow
-// (reply: to_json() plus "pool"), or {"lines": [batch lines]} (reply: {"results": [...]}).
-Result<nlohmann::ordered_json> lookup_request(const Lookup &lookup, const nlohmann::json &request);
 
 // "ADDR:PORT/PROTO" with IPv6 as "[ADDR]:PORT/PROTO".
 Result<std::pair<Endpoint, Protocol>> parse_vip_spec(std::string_view text);

@@ -378,42 +378,6 @@ Result<PlanResult> plan_change(const Config &current, const Config &next, const 
     return out;
 }
 
-nlohmann::ordered_json to_json(const PlanResult &plan)
-{
-    nlohmann::ordered_json j;
-    j["moved"] = plan.moved;
-    j["ideal"] = plan.ideal;
-    j["buckets"] = plan.buckets;
-    j["moved_buckets"] = plan.moved_buckets;
-    j["pools"] = nlohmann::ordered_json::array();
-    for (const PlanPool &p : plan.pools) {
-        j["pools"].push_back({{"name", p.name},
-                              {"buckets", p.buckets},
-                              {"buckets_after", p.buckets_after},
-                              {"table_bits_before", p.table_bits_before},
-                              {"table_bits_after", p.table_bits_after},
-                              {"moved", p.moved},
-                              {"moved_buckets", p.moved_buckets},
-                              {"ideal", p.ideal},
-                              {"unserved_before", p.unserved_before},
-                              {"unserved_after", p.unserved_after},
-                              {"note", p.note}});
-    }
-    j["backends"] = nlohmann::ordered_json::array();
-    for (const PlanBackend &b : plan.backends) {
-        j["backends"].push_back({{"pool", b.pool},
-                                 {"id", b.id},
-                                 {"address", b.address},
-                                 {"share_before", b.share_before},
-                                 {"share_after", b.share_after},
-                                 {"moved_away", b.moved_away},
-                                 {"moved_in", b.moved_in},
-                                 {"note", b.note}});
-    }
-    j["notes"] = plan.notes;
-    return j;
-}
-
 static void print_pool(std::ostringstream &o, const PlanPool &p, const std::vector<const PlanBackend *> &rows)
 {
     o << "pool " << p.name << "  ";

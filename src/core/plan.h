@@ -8,7 +8,6 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 
 #include "config.h"
 
@@ -54,7 +53,6 @@ struct PlanResult {
 Result<PlanResult> plan_change(const Config &current, const Config &next,
                                const std::set<std::pair<std::string, uint32_t>> &down);
 
-nlohmann::ordered_json to_json(const PlanResult &plan);
 std::string plan_text(const PlanResult &plan);
 
 }  // namespace understudy

@@ -9,6 +9,7 @@
 
 #include "core/ordering.h"
 #include "core/plan.h"
+#include "json/results.h"
 
 using namespace understudy;
 
