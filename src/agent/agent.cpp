@@ -196,27 +196,18 @@ Status Agent::forget_pool(uint32_t index)
 Status Agent::write_vips()
 {
     std::set<std::vector<uint8_t>> keys;
-    for (const Vip &v : config().vips) {
-        int pool = view_->pool_index(v.pool);
-        for (uint16_t port : {v.port, uint16_t(0)}) {  // port 0: the entry fragments use
-            us_vip_key k = bpf::vip_key(v.address.bytes.data(), port, uint8_t(v.protocol));
-            std::vector<uint8_t> raw(reinterpret_cast<uint8_t *>(&k), reinterpret_cast<uint8_t *>(&k) + sizeof k);
-            if (port == 0 && keys.count(raw))
-                continue;  // the first VIP on the address and protocol owns the fragments
-            keys.insert(raw);
-            if (auto s = maps_->put_vip(k, uint16_t(pool)); !s)
-                return s;
-            vip_keys_.insert(raw);
-        }
+    for (const auto &e : bpf::vip_entries(config())) {
+        keys.insert(e.key);
+        if (auto s = maps_->put_vip(bpf::vip_key_of(e.key), e.pool); !s)
+            return s;
+        vip_keys_.insert(e.key);
     }
     for (auto it = vip_keys_.begin(); it != vip_keys_.end();) {
         if (keys.count(*it)) {
             ++it;
             continue;
         }
-        us_vip_key k;
-        std::memcpy(&k, it->data(), sizeof k);
-        if (auto s = maps_->delete_vip(k); !s)
+        if (auto s = maps_->delete_vip(bpf::vip_key_of(*it)); !s)
             return s;
         it = vip_keys_.erase(it);
     }

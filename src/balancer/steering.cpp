@@ -46,24 +46,15 @@ Status Steering::sync(const Config &config)
     if (!maps_)
         return Ok{};
     std::set<std::vector<uint8_t>> keys;
-    for (const Vip &v : config.vips) {
-        for (uint16_t port : {v.port, uint16_t(0)}) {  // port 0: the entry fragments use
-            us_vip_key k = bpf::vip_key(v.address.bytes.data(), port, uint8_t(v.protocol));
-            keys.insert(std::vector<uint8_t>(reinterpret_cast<uint8_t *>(&k), reinterpret_cast<uint8_t *>(&k) + sizeof k));
-        }
-    }
-    for (const auto &raw : keys) {
-        us_vip_key k;
-        std::memcpy(&k, raw.data(), sizeof k);
-        if (auto s = maps_->put_vip(k); !s)
+    for (const auto &e : bpf::vip_entries(config)) {
+        if (auto s = maps_->put_vip(bpf::vip_key_of(e.key)); !s)
             return s;
+        keys.insert(e.key);
     }
     for (const auto &raw : keys_) {
         if (keys.count(raw))
             continue;
-        us_vip_key k;
-        std::memcpy(&k, raw.data(), sizeof k);
-        if (auto s = maps_->delete_vip(k); !s)
+        if (auto s = maps_->delete_vip(bpf::vip_key_of(raw)); !s)
             return s;
     }
     keys_ = std::move(keys);

@@ -9,6 +9,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
+#include <map>
+#include <set>
 #include <vector>
 
 #include "us_backend.skel.h"
@@ -36,6 +39,32 @@ us_vip_key vip_key(const uint8_t addr[16], uint16_t port, uint8_t proto)
     key.port = htons(port);
     key.proto = proto;
     return key;
+}
+
+std::vector<VipEntry> vip_entries(const Config &config)
+{
+    std::vector<VipEntry> out;
+    std::set<std::vector<uint8_t>> seen;
+    std::map<std::string, uint16_t> pool_index;
+    for (size_t i = 0; i < config.pools.size(); i++)
+        pool_index.emplace(config.pools[i].name, uint16_t(i));
+    for (const Vip &v : config.vips) {
+        for (uint16_t port : {v.port, uint16_t(0)}) {
+            us_vip_key k = vip_key(v.address.bytes.data(), port, uint8_t(v.protocol));
+            std::vector<uint8_t> raw(reinterpret_cast<uint8_t *>(&k), reinterpret_cast<uint8_t *>(&k) + sizeof k);
+            if (!seen.insert(raw).second)
+                continue;  // port 0: the first VIP on the address and protocol owns the fragments
+            out.push_back(VipEntry{std::move(raw), pool_index[v.pool]});
+        }
+    }
+    return out;
+}
+
+us_vip_key vip_key_of(const std::vector<uint8_t> &bytes)
+{
+    us_vip_key k{};
+    std::memcpy(&k, bytes.data(), std::min(bytes.size(), sizeof k));
+    return k;
 }
 
 Status read_percpu_counters(int map_fd, std::span<uint64_t> sum)

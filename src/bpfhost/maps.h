@@ -12,7 +12,9 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "core/config.h"
 #include "core/result.h"
 #include "us_bpf_maps.h"
 
@@ -71,6 +73,16 @@ class Fd {
 // A VIP key from an address as the session key holds it (IPv4 as ::ffff:a.b.c.d), a port in host byte order
 // (0: the entry fragments use) and an IP protocol.
 us_vip_key vip_key(const uint8_t addr[16], uint16_t port, uint8_t proto);
+
+// The VIP map entries of a config, for the agent's us_vips and the steering map: each VIP's own key, and the
+// port-0 key its fragments use (owned by the first VIP on that address and protocol), with the VIP's pool
+// index. Keys as bytes, to compare and keep in sets.
+struct VipEntry {
+    std::vector<uint8_t> key;  // a us_vip_key
+    uint16_t pool = 0;
+};
+std::vector<VipEntry> vip_entries(const Config &config);
+us_vip_key vip_key_of(const std::vector<uint8_t> &bytes);
 
 // Sums a per-CPU array of sum.size() u64 counters over the possible CPUs.
 Status read_percpu_counters(int map_fd, std::span<uint64_t> sum);
