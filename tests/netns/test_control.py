@@ -317,6 +317,17 @@ class ControlTest(unittest.TestCase):
         r = self.ctl("reload", check=1)
         self.assertIn("dataplane.mbufs", r.stderr)
         self.assertEqual(self.backend(3)["weight"], 100)
+        # One VIP past the data plane's limit: refused before anything changes, and the daemon keeps serving
+        # (this used to swap the config in first and then fail, leaving the daemon reading past its VIP table).
+        vips = "".join(f'\n[[vip]]\naddress = "198.51.100.{i // 250}"\nport = {1000 + i % 250}\nprotocol = "tcp"\n'
+                       f'pool = "web"\nmethod = "l2dsr"\n' for i in range(1023))
+        self.write_config(w3=100, extra=vips)
+        gen = self.api({"op": "status"})["generation"]
+        r = self.ctl("reload", check=1)
+        self.assertIn("1024", r.stderr)
+        self.assertEqual(self.api({"op": "status"})["generation"], gen)
+        self.assertEqual(len(self.api({"op": "vip.list"})["vips"]), 2)
+        self.api({"op": "stats"})
         self.write_config(w3=100)
         self.ctl("reload", check=0)
 
