@@ -35,6 +35,7 @@ class Agent {
     // when any map write fails, the previous state is written back and nothing changed. done is called on
     // the control thread. One change at a time.
     void change(Config next, const std::string &cause, std::function<void(Status)> done);
+    bool changing() const { return builder_.busy(); }
     void on_health_event(const HealthEvent &event);
     void flush_health();  // the verdicts that came together, written together
     void refresh_neighbors();

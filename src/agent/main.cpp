@@ -97,12 +97,27 @@ static int run(const std::string &path, const std::string &socket_override)
     }
     log("control socket " + socket);
     // Housekeeping every 500 ms: next hops of the backends this host forwards to, maps a write left behind.
-    ControlLoop{loop, sfd, agent.health(), reload, log, 500,
+    // A SIGHUP while a change is being built is kept and served once that change is live.
+    bool sighup_waiting = false;
+    AgentApi::Reload sighup = [&](std::function<void(Status)> done) {
+        if (!agent.changing())
+            return reload(std::move(done));
+        sighup_waiting = true;
+        log("SIGHUP while a change is being built: the file is read again once that change is live");
+    };
+    auto after_events = [&] {
+        agent.flush_health();
+        if (sighup_waiting && !agent.changing()) {
+            sighup_waiting = false;
+            reload([](Status s) { log(s ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + s.error()); });
+        }
+    };
+    ControlLoop{loop, sfd, agent.health(), sighup, log, 500,
                 [&] {
                     agent.refresh_neighbors();
                     api.sweep(monotonic_ns() / 1'000'000);
                 },
-                [&] { agent.flush_health(); }, &agent.pauses()}
+                after_events, &agent.pauses()}
         .run();
     agent.stop();
     ::close(sfd);

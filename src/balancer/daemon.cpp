@@ -221,7 +221,25 @@ int run_daemon(const DaemonOptions &o)
     // Housekeeping every 200 ms: next hops (so a new backend is reachable quickly), and once a second the
     // copy of the counters DPDK telemetry reads.
     unsigned ticks = 0;
-    ControlLoop{loop, sfd, controller.health(), reload, log, 200,
+    // A SIGHUP while a change is being built is kept and served once that change is live (an API reload is
+    // refused instead: its caller gets the answer).
+    bool sighup_waiting = false;
+    Reload sighup = [&](std::function<void(Status)> done) {
+        if (!controller.changing())
+            return reload(std::move(done));
+        sighup_waiting = true;
+        log("SIGHUP while a change is being built: the file is read again once that change is live");
+    };
+    auto after_events = [&] {
+        controller.flush_health();
+        if (sighup_waiting && !controller.changing()) {
+            sighup_waiting = false;
+            reload([](Status st) {
+                log(st ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + st.error());
+            });
+        }
+    };
+    ControlLoop{loop, sfd, controller.health(), sighup, log, 200,
                 [&] {
                     controller.refresh_neighbors();
                     uint64_t now_ms = monotonic_ns() / 1'000'000;
@@ -231,7 +249,7 @@ int run_daemon(const DaemonOptions &o)
                     if (ticks++ % 5 == 0)
                         TelemetryExport::instance().update(controller.stats_json(), controller.backends_json(""));
                 },
-                [&] { controller.flush_health(); }, &controller.pauses()}
+                after_events, &controller.pauses()}
         .run();
     dataplane.stop();
     std::cerr << stats_text(controller.config(), *dataplane.current(), dataplane.stats());

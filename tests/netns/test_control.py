@@ -363,6 +363,7 @@ class ControlTest(unittest.TestCase):
                 building_seen += 1
                 if refused is None:
                     refused = self.api({"op": "backend.drain", "pool": "web", "id": 2}, expect_ok=False)
+                    self.daemon.send_signal(signal.SIGHUP)  # kept, and served once the build is live
             time.sleep(0.05)
         t.join(5)
         self.assertTrue(result["reply"]["ok"], result)
@@ -373,6 +374,11 @@ class ControlTest(unittest.TestCase):
         # While it was built the control thread kept answering and probing.
         self.assertLess(max(latencies), 1.0, f"a status request waited {max(latencies):.3f} s during the build")
         self.assertGreater(probes() - probes_before, 10 * build_s, "probes stopped during the build")
+        def log_text():
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        netns.wait_for(lambda: "SIGHUP: configuration reloaded" in log_text().split("SIGHUP while a change is being built")[-1],
+                       120, "the SIGHUP kept during the build served after it", self.log)
         big_backends = self.api({"op": "backend.list", "pool": "big"})["backends"]
         self.assertAlmostEqual(sum(b["share"] for b in big_backends), 1.0, places=6)
         control = self.api({"op": "status"})["control"]
