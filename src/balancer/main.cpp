@@ -13,7 +13,7 @@ int main(int argc, char **argv)
     understudy::ReplayOptions replay;
     auto *rp = app.add_subcommand("replay", "Run the data plane over a pcap file and write what it would transmit");
     rp->add_option("--config,-c", replay.config, "config file")->required();
-    rp->add_option("--in", replay.in, "input capture (pcap)")->required();
+    rp->add_option("--in", replay.in, "input capture (pcap or pcapng)")->required();
     rp->add_option("--out", replay.out, "output capture (pcap), overwritten")->required();
     rp->add_option("--down", replay.down, "server IDs to treat as not operational, comma-separated");
     rp->add_option("--port-mac", replay.port_mac,

@@ -2,57 +2,97 @@
 // reading IN and writing OUT, and prints the statistics when the input is drained.
 #include "replay.h"
 
+#include <pcap/pcap.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <memory>
 
 #include "core/lookup.h"
+#include "daemon/health.h"
+#include "daemon/json_text.h"
 #include "core/table.h"
 #include "dataplane/dataplane.h"
 #include "report.h"
 
 namespace understudy {
 
-long count_pcap_records(const std::string &path, std::string &error)
+// The input read through libpcap (classic pcap or pcapng, either byte order, any timestamp precision) and
+// written to `normalized` as classic pcap, what net_pcap reads. A record libpcap cannot read is an error that
+// names it (a length past 256 KiB, a cut header or cut data), never a replay that waits for it.
+static Result<CaptureInfo> normalize_capture(const std::string &in, const std::string &normalized)
 {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        error = "cannot open " + path;
-        return -1;
+    char err[PCAP_ERRBUF_SIZE] = "";
+    pcap_t *p = pcap_open_offline(in.c_str(), err);
+    if (!p)
+        return Error{in + ": not a capture libpcap can read (pcap or pcapng): " + err};
+    std::unique_ptr<pcap_t, void (*)(pcap_t *)> reader(p, pcap_close);
+    if (pcap_datalink(p) != DLT_EN10MB)
+        return Error{in + ": link type " + std::to_string(pcap_datalink(p)) + " (" +
+                     (pcap_datalink_val_to_name(pcap_datalink(p)) ? pcap_datalink_val_to_name(pcap_datalink(p)) : "?") +
+                     "), not Ethernet"};
+    pcap_t *dead = pcap_open_dead(DLT_EN10MB, 262144);
+    std::unique_ptr<pcap_t, void (*)(pcap_t *)> dead_owner(dead, pcap_close);
+    pcap_dumper_t *d = pcap_dump_open(dead, normalized.c_str());
+    if (!d)
+        return Error{"cannot write " + normalized + ": " + pcap_geterr(dead)};
+    std::unique_ptr<pcap_dumper_t, void (*)(pcap_dumper_t *)> dumper(d, pcap_dump_close);
+    CaptureInfo info;
+    for (long n = 1;; n++) {
+        pcap_pkthdr *h;
+        const u_char *data;
+        int rc = pcap_next_ex(p, &h, &data);
+        if (rc == PCAP_ERROR_BREAK)
+            break;  // the end
+        if (rc != 1)
+            return Error{in + ": record " + std::to_string(n) + ": " + pcap_geterr(p)};
+        // Every record goes in as it is, however short, long or cut: counting what the data plane does with
+        // such frames is part of what replay is for.
+        pcap_dump(reinterpret_cast<u_char *>(d), h, data);
+        info.records++;
     }
-    uint8_t header[24];
-    if (!in.read(reinterpret_cast<char *>(header), sizeof header)) {
-        error = path + ": shorter than a pcap header";
-        return -1;
+    if (pcap_dump_flush(d) != 0)
+        return Error{"cannot write " + normalized};
+    return info;
+}
+
+// Copies the output that net_pcap wrote to where the user asked, every write checked.
+static Status copy_out(const std::string &from, const std::string &to)
+{
+    std::unique_ptr<FILE, int (*)(FILE *)> in(fopen(from.c_str(), "rb"), fclose);
+    if (!in)
+        return Error{"cannot read the output the port wrote (" + from + ")"};
+    FILE *raw = fopen(to.c_str(), "wb");
+    if (!raw)
+        return Error{"--out: cannot write " + to + ": " + std::strerror(errno)};
+    char buf[1 << 16];
+    size_t n;
+    bool ok = true;
+    while (ok && (n = fread(buf, 1, sizeof buf, in.get())) > 0)
+        ok = fwrite(buf, 1, n, raw) == n;
+    int write_errno = errno;
+    ok = ok && !ferror(in.get()) && fflush(raw) == 0;
+    if (!ok)
+        write_errno = errno;
+    if (fclose(raw) != 0 && ok) {
+        ok = false;
+        write_errno = errno;
     }
-    uint32_t magic = uint32_t(header[0]) | uint32_t(header[1]) << 8 | uint32_t(header[2]) << 16 | uint32_t(header[3]) << 24;
-    bool swapped;
-    if (magic == 0xa1b2c3d4 || magic == 0xa1b23c4d)
-        swapped = false;
-    else if (magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1)
-        swapped = true;
-    else {
-        error = path + ": not a pcap file (pcapng is not supported: convert with editcap -F pcap)";
-        return -1;
-    }
-    in.seekg(0, std::ios::end);
-    const std::streamoff size = in.tellg();
-    in.seekg(sizeof header, std::ios::beg);
-    long n = 0;
-    uint8_t rec[16];
-    while (in.read(reinterpret_cast<char *>(rec), sizeof rec)) {
-        uint32_t len = swapped ? uint32_t(rec[8]) << 24 | uint32_t(rec[9]) << 16 | uint32_t(rec[10]) << 8 | rec[11]
-                               : uint32_t(rec[8]) | uint32_t(rec[9]) << 8 | uint32_t(rec[10]) << 16 | uint32_t(rec[11]) << 24;
-        in.seekg(len, std::ios::cur);
-        if (!in || in.tellg() > size) {
-            error = path + ": record " + std::to_string(n + 1) + " is truncated";
-            return -1;
-        }
-        n++;
-    }
-    return n;
+    if (!ok)
+        return Error{"--out: writing " + to + " failed: " + std::strerror(write_errno)};
+    return Ok{};
+}
+
+// The same file (device and inode), however it is named: writing the output must never truncate the input.
+static bool same_file(const std::string &a, const std::string &b)
+{
+    struct stat x {}, y {};
+    return stat(a.c_str(), &x) == 0 && stat(b.c_str(), &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
 }
 
 int run_replay(const ReplayOptions &o)
@@ -71,22 +111,34 @@ int run_replay(const ReplayOptions &o)
         }
         down = *ids;
     }
-    std::string error;
-    long records = count_pcap_records(o.in, error);
-    if (records < 0) {
-        std::cerr << "--in: " << error << "\n";
+    if (same_file(o.in, o.out)) {
+        std::cerr << "replay: --out " << o.out << " is the input capture; give another file\n";
         return 2;
     }
-    if (o.in.find(',') != std::string::npos || o.out.find(',') != std::string::npos) {
-        std::cerr << "replay: file names must not contain ',' (they become DPDK device arguments)\n";
+    struct stat out_st {};
+    if (stat(o.out.c_str(), &out_st) == 0 && S_ISDIR(out_st.st_mode)) {
+        std::cerr << "replay: --out " << o.out << " is a directory\n";
         return 2;
     }
-    if (FILE *f = fopen(o.out.c_str(), "wb"))
-        fclose(f);
-    else {
-        std::cerr << "--out: cannot write " << o.out << "\n";
+    // net_pcap reads and writes files of ours (its device arguments cannot hold every path); the output is
+    // copied to --out at the end, every write checked.
+    char tmpl[] = "/tmp/understudy-replay-XXXXXX";
+    if (!mkdtemp(tmpl)) {
+        std::cerr << "replay: cannot create a directory in /tmp: " << std::strerror(errno) << "\n";
         return 2;
     }
+    std::string work = tmpl;
+    struct Cleanup {
+        std::string dir;
+        ~Cleanup() { std::filesystem::remove_all(dir); }
+    } cleanup{work};
+    const std::string in_copy = work + "/in.pcap", out_copy = work + "/out.pcap";
+    auto capture = normalize_capture(o.in, in_copy);
+    if (!capture) {
+        std::cerr << "--in: " << capture.error() << "\n";
+        return 2;
+    }
+    long records = long(capture->records);
 
     std::vector<std::unique_ptr<PoolTable>> tables;
     std::vector<const PoolTable *> table_ptrs;
@@ -102,7 +154,7 @@ int run_replay(const ReplayOptions &o)
         dopt.eal_args = {"--in-memory", "--no-pci", "--no-telemetry", "-l", "0,1", "--log-level=lib.*:warning",
                          "--file-prefix=understudy-replay-" + std::to_string(getpid())};
     }
-    dp::PortSpec port{"pcap", "net_pcap_replay,rx_pcap=" + o.in + ",tx_pcap=" + o.out, 1, false, "", "", {}};
+    dp::PortSpec port{"pcap", "net_pcap_replay,rx_pcap=" + in_copy + ",tx_pcap=" + out_copy, 1, false, "", "", {}};
     if (!o.port_mac.empty()) {
         rte_ether_addr mac;
         if (rte_ether_unformat_addr(o.port_mac.c_str(), &mac) != 0 || !rte_is_unicast_ether_addr(&mac)) {
@@ -140,15 +192,38 @@ int run_replay(const ReplayOptions &o)
             std::cerr << "replay: " << st.error() << "\n";
             return 2;
         }
+        // Every record read is either forwarded or dropped, so the worker returns after `records`; should the
+        // port ever deliver fewer, the replay stops after 5 s without progress instead of waiting forever.
+        uint64_t seen = 0, last_progress = monotonic_ns();
+        for (;;) {
+            uint64_t rx = dataplane.stats().counters[US_CTR_rx_packets];
+            if (rx >= uint64_t(records))
+                break;
+            if (rx != seen)
+                seen = rx, last_progress = monotonic_ns();
+            else if (monotonic_ns() - last_progress > 5'000'000'000ull) {
+                dataplane.stop();
+                dataplane.close();
+                std::cerr << "replay: the port delivered " << rx << " of " << records << " records and then nothing "
+                          << "for 5 s (the others could not be received: see rx_errors); stopped\n";
+                return 1;
+            }
+            usleep(10'000);
+        }
         dataplane.wait();
     }
     dp::StatsTotal stats = dataplane.stats();
+    auto json = stats_json(*config, *dataplane.current(), stats, dataplane.port_stats());
+    std::string text = stats_text(*config, *dataplane.current(), stats, dataplane.port_stats());
+    dataplane.close();  // flushes net_pcap's output
+    if (auto st = copy_out(out_copy, o.out); !st) {
+        std::cerr << "replay: " << st.error() << "\n";
+        return 1;
+    }
     if (o.json)
-        std::cout << stats_json(*config, *dataplane.current(), stats, dataplane.port_stats()).dump() << "\n";
+        std::cout << json_text(json) << "\n";
     else
-        std::cout << "replayed " << records << " packets from " << o.in << " into " << o.out << "\n"
-                  << stats_text(*config, *dataplane.current(), stats, dataplane.port_stats());
-    dataplane.close();
+        std::cout << "replayed " << records << " packets from " << o.in << " into " << o.out << "\n" << text;
     return 0;
 }
 

@@ -15,7 +15,9 @@ struct ReplayOptions {
 
 int run_replay(const ReplayOptions &options);
 
-// Packets in a pcap file (classic format, either byte order), or -1 with a message in error.
-long count_pcap_records(const std::string &path, std::string &error);
+// What replay made of its input capture.
+struct CaptureInfo {
+    size_t records = 0;
+};
 
 }  // namespace understudy

@@ -1365,14 +1365,62 @@ class CaptureFileTest(unittest.TestCase):
         src = self.path("garbage.pcap", b"this is not a capture, just some text\n" * 20)
         run = replay_file(self.config, src, os.path.join(self.tmp.name, "garbage.out.pcap"))
         self.assertEqual(run.rc, 2)
-        self.assertIn("not a pcap file", run.stderr)
+        self.assertIn("not a capture", run.stderr)
         self.assertIn("garbage.pcap", run.stderr)
 
-    def test_pcapng_is_refused_with_advice(self):
-        src = self.path("capture.pcapng", bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000"))
-        run = replay_file(self.config, src, os.path.join(self.tmp.name, "ng.out.pcap"))
-        self.assertEqual(run.rc, 2)
-        self.assertIn("pcapng", run.stderr)
+    @staticmethod
+    def pcapng(frames):
+        """A pcapng file written here (section header, one Ethernet interface, an enhanced packet block per
+        frame), independent of libpcap."""
+        def block(kind, body):
+            body += b"\0" * (-len(body) % 4)
+            return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+        out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+        out += block(1, struct.pack("<HHI", 1, 0, 65535))
+        for i, f in enumerate(frames):
+            out += block(6, struct.pack("<IIIII", 0, 0, i, len(f), len(f)) + f)
+        return out
+
+    def test_pcapng_is_replayed_like_pcap(self):
+        frames = [f.frame for f in fx.configured_fixtures()[:6]]
+        src = self.path("capture.pcapng", self.pcapng(frames))
+        ng = replay_file(self.config, src, os.path.join(self.tmp.name, "ng.out.pcap"))
+        classic = replay(self.tmp.name, "classic", self.config, frames)
+        self.assertEqual(ng.rc, 0, ng.stderr)
+        self.assertEqual(ng.stats["counters"]["rx_packets"], 6)
+        self.assertGreater(len(classic.frames), 0)
+        self.assertEqual(ng.frames, classic.frames)
+
+    def test_oversized_record_is_refused_at_once(self):
+        """caplen 262,145 (past what libpcap reads): an error naming the record, not a replay that polls forever."""
+        good = fx.configured_fixtures()[0].frame
+        data = struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 262144, 1)
+        data += struct.pack("<IIII", 0, 0, len(good), len(good)) + good
+        data += struct.pack("<IIII", 0, 0, 262145, 262145) + b"\0" * 262145
+        src = self.path("huge.pcap", data)
+        run = replay_file(self.config, src, os.path.join(self.tmp.name, "huge.out.pcap"), timeout=8)
+        self.assertEqual(run.rc, 2, run.stderr)
+        self.assertIn("record 2", run.stderr)
+
+    def test_output_that_is_the_input_is_refused_and_the_input_kept(self):
+        src = os.path.join(self.tmp.name, "keep.pcap")
+        fx.write_pcap(src, [f.frame for f in fx.configured_fixtures()[:3]])
+        with open(src, "rb") as f:
+            before = f.read()
+        os.makedirs(os.path.join(self.tmp.name, "d"), exist_ok=True)
+        for out in (src, os.path.join(self.tmp.name, "d", "..", "keep.pcap")):
+            run = replay_file(self.config, src, out)
+            self.assertEqual(run.rc, 2, out)
+            self.assertIn("is the input", run.stderr)
+            with open(src, "rb") as f:
+                self.assertEqual(f.read(), before, "the input was touched")
+
+    def test_write_errors_exit_1(self):
+        src = os.path.join(self.tmp.name, "full.pcap")
+        fx.write_pcap(src, [f.frame for f in fx.configured_fixtures()[:3]])
+        run = replay_file(self.config, src, "/dev/full")
+        self.assertEqual(run.rc, 1, run.stdout + run.stderr)
+        self.assertIn("No space left", run.stderr)
 
     def test_shorter_than_a_pcap_header_exits_2(self):
         src = self.path("short.pcap", b"\xd4\xc3\xb2\xa1\x02\x00")
@@ -1397,6 +1445,18 @@ class CaptureFileTest(unittest.TestCase):
         cut = self.path("cut.pcap", data[:-10])
         run = replay_file(self.config, cut, os.path.join(self.tmp.name, "cut.out.pcap"), timeout=8)
         self.assertEqual(run.rc, 2, "a truncated capture must be refused")
+        self.assertIn("truncated", run.stderr)
+
+    def test_truncated_last_record_header_exits_2(self):
+        """Cut inside the last record's 16-byte header: refused like data cut short, not dropped silently."""
+        src = os.path.join(self.tmp.name, "whole2.pcap")
+        frames = [f.frame for f in fx.configured_fixtures()[:3]]
+        fx.write_pcap(src, frames)
+        with open(src, "rb") as f:
+            data = f.read()
+        cut = self.path("cut-header.pcap", data[:-(len(frames[-1]) + 6)])
+        run = replay_file(self.config, cut, os.path.join(self.tmp.name, "cut2.out.pcap"), timeout=8)
+        self.assertEqual(run.rc, 2, "a truncated record header must be refused")
         self.assertIn("truncated", run.stderr)
 
 
