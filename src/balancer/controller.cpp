@@ -18,7 +18,8 @@ namespace understudy {
 
 Controller::Controller(dp::Dataplane &dataplane, EventLoop &loop, Logger log)
     : dataplane_(dataplane), log_(std::move(log)), builder_(loop),
-      health_([this](const HealthEvent &e) { on_health_event(e); })
+      health_([this](const HealthEvent &e) { on_health_event(e); }),
+      backend_base_packets_(dp::kMaxBackendStats), backend_base_bytes_(dp::kMaxBackendStats)
 {
 }
 
@@ -116,6 +117,15 @@ void Controller::publish(const std::string &cause, uint64_t cause_ns)
         return mac;
     };
     auto snapshot = dp::build_snapshot(config, vip_table_, tables, entries, options, generation_ + 1);
+    // A statistics slot given to a new backend starts from the totals its previous owner left, taken before
+    // the snapshot that gives it is live (nothing counts on a free slot).
+    if (auto recycled = stat_index_.take_recycled(); !recycled.empty()) {
+        dp::StatsTotal now = dataplane_.stats();
+        for (uint16_t slot : recycled) {
+            backend_base_packets_[slot] = now.backend_packets[slot];
+            backend_base_bytes_[slot] = now.backend_bytes[slot];
+        }
+    }
     dataplane_.publish(std::move(*snapshot));  // returns after the grace period: the old buffers are free
     uint64_t live_ns = dataplane_.last_swap_ns();
     generation_++;
@@ -295,7 +305,12 @@ Json Controller::status_json() const
 Json Controller::stats_json() const
 {
     const dp::Snapshot *s = dataplane_.current();
-    Json j = understudy::stats_json(view_.config(), *s, dataplane_.stats(), dataplane_.port_stats());
+    dp::StatsTotal total = dataplane_.stats();
+    for (size_t slot = 0; slot < dp::kMaxBackendStats; slot++) {
+        total.backend_packets[slot] -= backend_base_packets_[slot];
+        total.backend_bytes[slot] -= backend_base_bytes_[slot];
+    }
+    Json j = understudy::stats_json(view_.config(), *s, total, dataplane_.port_stats());
     j["conn_table_entries"] = dataplane_.conn_occupancy();
     j["generation"] = generation_;
     j["time_s"] = double(monotonic_ns()) / 1e9;

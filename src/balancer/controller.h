@@ -102,6 +102,8 @@ class Controller {
     dp::StatIndex stat_index_;
     std::shared_ptr<const dp::VipTable> vip_table_;
     ControlPauses pauses_;
+    // Per backend statistics slot, the previous owners' totals: what stats_json() subtracts.
+    std::vector<uint64_t> backend_base_packets_, backend_base_bytes_;
     uint64_t generation_ = 0;
     uint64_t started_ns_ = 0;
     UpdateRecord last_update_;

@@ -29,6 +29,7 @@ uint16_t StatIndex::backend(const std::string &pool, uint32_t id)
     if (!free_backends_.empty()) {
         index = free_backends_.back();
         free_backends_.pop_back();
+        recycled_.push_back(index);
     } else if (backend_count_ < kMaxBackendStats - 1) {
         index = uint16_t(backend_count_);
     } else {

@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -125,12 +126,16 @@ class StatIndex {
     uint16_t backend(const std::string &pool, uint32_t id);
     uint16_t vip(const Address &address, uint16_t port, Protocol protocol);
     void forget_backend(const std::string &pool, uint32_t id);
+    // Backend slots given again to another backend since the last call: their counters still hold the
+    // previous owner's totals, which the reader subtracts (workers write the counters, so they are not reset).
+    std::vector<uint16_t> take_recycled() { return std::exchange(recycled_, {}); }
 
   private:
     // pool -> backend ID -> index: looked up for every backend of a pool on every publication
     std::map<std::string, std::unordered_map<uint32_t, uint16_t>, std::less<>> backends_;
     size_t backend_count_ = 0;
     std::vector<uint16_t> free_backends_;
+    std::vector<uint16_t> recycled_;
     std::map<std::tuple<Address, uint16_t, uint8_t>, uint16_t> vips_;
 };
 

@@ -283,6 +283,27 @@ class ControlTest(unittest.TestCase):
         r = self.ctl("vip", "remove", "--address", "192.0.2.11", "--port", "80", check=1)
         self.assertIn("no VIP", r.stderr)
 
+    def test_a_new_backend_starts_its_counters_at_zero(self):
+        """A backend added after another was removed takes its statistics slot, not its totals."""
+        c = self.topo.client(1)
+        for _ in range(30):
+            c.run("curl", "-s", "-m", "1", f"http://{VIP}:8080/", check=False)
+        stats = lambda: {b["id"]: b for b in self.api({"op": "stats"})["backends"]}
+        self.assertGreater(stats()[3]["packets"], 0, "backend 3 had traffic")
+        self.api({"op": "backend.remove", "pool": "web", "id": 3})
+        self.api({"op": "backend.add", "pool": "web", "id": 8, "address": "10.0.0.13", "state": "disabled"})
+        try:
+            now = stats()
+            self.assertEqual(now[8]["packets"], 0, "the new backend inherited the removed one's counters")
+            self.assertEqual(now[8]["bytes"], 0)
+            metrics = self.topo.balancer(1).run("curl", "-s", "-m", "5", "http://127.0.0.1:9273/metrics").stdout
+            self.assertIn('understudy_backend_packets_total{pool="web",id="8",address="10.0.0.13"} 0', metrics)
+        finally:
+            self.api({"op": "backend.remove", "pool": "web", "id": 8})
+            self.api({"op": "backend.add", "pool": "web", "id": 3, "address": "10.0.0.13"})
+        netns.wait_for(lambda: self.backend(3)["operational"], 10, "backend 3 back", self.log)
+        self.assertLess(stats()[3]["packets"], 1000)
+
     # --- reload ------------------------------------------------------------------------------------
 
     def test_reload_good_and_bad(self):
