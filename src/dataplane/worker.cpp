@@ -232,7 +232,7 @@ static inline Sent forward(Worker &w, const Snapshot &s, const Pending &q, uint3
 // per-flow state; choose and rewrite. The per-flow reads of a whole burst (bucket entries, connection
 // sets) are then in flight together: with many flows each is a cache miss, and handled one packet at a
 // time every miss would wait alone.
-void process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n, uint32_t now, BurstOut &out)
+uint16_t process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n, uint32_t now, BurstOut &out)
 {
     out.n_tx = out.n_exc = out.n_icmp = 0;
     Pending pending[kBurst];
@@ -287,6 +287,7 @@ void process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n, ui
             break;
         }
     }
+    return n;
 }
 
 // Sends what it can; the rest is freed and counted under `reason`.

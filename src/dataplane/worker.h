@@ -56,7 +56,8 @@ int worker_main(void *arg);
 
 // One burst through the pipeline: parse, look up, rewrite. Packets to transmit go to out.tx, packets for
 // the kernel to out.exc, ICMP answers to packets too big for the MTU (to go back out of the port they came
-// in by) to out.icmp; everything else is freed and counted. Exposed for tests and benchmarks.
+// in by) to out.icmp; everything else is freed and counted. It takes at most kBurst packets and returns how
+// many it took: the caller still owns pkts[returned..n). Exposed for tests and benchmarks.
 struct BurstOut {
     rte_mbuf *tx[kBurst];
     rte_mbuf *exc[kBurst];
@@ -65,6 +66,6 @@ struct BurstOut {
     uint16_t n_exc = 0;
     uint16_t n_icmp = 0;
 };
-void process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n, uint32_t now, BurstOut &out);
+uint16_t process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n, uint32_t now, BurstOut &out);
 
 }  // namespace understudy::dp

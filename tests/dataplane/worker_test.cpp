@@ -151,6 +151,33 @@ class Pipeline {
 constexpr uint32_t kVipX = 0xc0000201, kVipY = 0xc0000202;  // 192.0.2.1, 192.0.2.2
 constexpr uint16_t kFlows = 512;
 
+// More than a burst: the pipeline takes kBurst and says so; the rest stay the caller's (none is lost).
+TEST(Burst, MoreThanABurstIsNotTakenAndNotLost)
+{
+    StatIndex stats;
+    auto world = make_world(make_config({make_vip("192.0.2.1", 80)}, 4), stats, 1);
+    Worker w;
+    std::memset(&w.stats, 0, sizeof w.stats);
+    w.cfg.mac = kPortMac;
+    ASSERT_TRUE(conn_table_create(w.conn, 1u << 10, SOCKET_ID_ANY));
+    unsigned before = rte_mempool_avail_count(g_pool);
+    constexpr uint16_t kMore = kBurst + 8;
+    rte_mbuf *in[kMore];
+    for (uint16_t i = 0; i < kMore; i++)
+        in[i] = tcp_frame(kVipX, i, 0x02);
+    BurstOut out;
+    uint16_t taken = process_burst(w, *world->snapshot, in, kMore, 1000, out);
+    EXPECT_EQ(taken, kBurst);
+    EXPECT_EQ(w.stats.counters[US_CTR_rx_packets], kBurst);
+    EXPECT_EQ(out.n_tx, kBurst);
+    for (uint16_t i = 0; i < out.n_tx; i++)
+        rte_pktmbuf_free(out.tx[i]);
+    for (uint16_t i = taken; i < kMore; i++)
+        rte_pktmbuf_free(in[i]);
+    EXPECT_EQ(rte_mempool_avail_count(g_pool), before);
+    conn_table_free(w.conn);
+}
+
 TEST(ConnTable, PinsSurviveRemovingAnEarlierVip)
 {
     StatIndex stats;
