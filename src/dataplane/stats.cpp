@@ -5,19 +5,17 @@ namespace understudy::dp {
 
 void StatsTotal::add(const LcoreStats &s)
 {
-    // Plain loads of counters another core is writing: each is a naturally aligned 64-bit word, so a
-    // read sees an old or a new value, never a torn one.
     for (int i = 0; i < US_CTR_MAX; i++)
-        counters[i] += s.counters[i];
+        counters[i] += read(s.counters[i]);
     for (int i = 0; i < US_DROP_MAX; i++)
-        drops[i] += s.drops[i];
+        drops[i] += read(s.drops[i]);
     for (uint32_t i = 0; i < kMaxVips; i++) {
-        vip_packets[i] += s.vip_packets[i];
-        vip_bytes[i] += s.vip_bytes[i];
+        vip_packets[i] += read(s.vip_packets[i]);
+        vip_bytes[i] += read(s.vip_bytes[i]);
     }
     for (uint32_t i = 0; i < kMaxBackendStats; i++) {
-        backend_packets[i] += s.backend_packets[i];
-        backend_bytes[i] += s.backend_bytes[i];
+        backend_packets[i] += read(s.backend_packets[i]);
+        backend_bytes[i] += read(s.backend_bytes[i]);
     }
 }
 

@@ -1,10 +1,12 @@
-// Per-lcore counters: one cache-aligned block per worker, written only by it with plain stores, summed by
-// the control thread on demand. Names come from the X-macro lists in us_wire.h.
+// Per-lcore counters: one cache-aligned block per worker, written only by it, summed by the control thread on
+// demand. Every access is a relaxed atomic one (count() and read() below): no data race, and on x86-64 the
+// same plain loads and stores as before. Names come from the X-macro lists in us_wire.h.
 #pragma once
 
 #include <rte_common.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -22,6 +24,19 @@ struct alignas(RTE_CACHE_LINE_SIZE) LcoreStats {
     uint64_t backend_packets[kMaxBackendStats];
     uint64_t backend_bytes[kMaxBackendStats];
 };
+
+// The one writer adds n (a relaxed load and store, not a locked add: nobody else writes the counter).
+inline void count(uint64_t &counter, uint64_t n = 1)
+{
+    std::atomic_ref<uint64_t> c(counter);
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+// Any thread reads it.
+inline uint64_t read(const uint64_t &counter)
+{
+    return std::atomic_ref<uint64_t>(const_cast<uint64_t &>(counter)).load(std::memory_order_relaxed);
+}
 
 // A sum over lcores (or a copy of one).
 struct StatsTotal {

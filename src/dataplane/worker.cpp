@@ -18,7 +18,7 @@ namespace understudy::dp {
 
 static inline void drop(Worker &w, rte_mbuf *m, int reason)
 {
-    w.stats.drops[reason]++;
+    count(w.stats.drops[reason]);
     rte_pktmbuf_free(m);
 }
 
@@ -130,20 +130,20 @@ static inline uint16_t choose_server(Worker &w, const Pending &q, const us_bucke
     if (c) {
         if (c->slot < pool.n_backends && pool.backends[c->slot].operational &&
             uint16_t(pool.backends[c->slot].id) == c->id_check) {
-            w.stats.counters[US_CTR_conn_hits]++;
+            count(w.stats.counters[US_CTR_conn_hits]);
             c->last_seen = now;
             if (c->slot != e.serving)
                 flags |= US_GUE_F_PINNED;
             return c->slot;
         }
-        w.stats.counters[US_CTR_conn_stale]++;
+        count(w.stats.counters[US_CTR_conn_stale]);
     } else {
-        w.stats.counters[US_CTR_conn_misses]++;
+        count(w.stats.counters[US_CTR_conn_misses]);
     }
     if (e.serving != US_NO_SERVER) {
         bool evicted =
             conn_insert(*q.set, q.tag, e.serving, uint16_t(pool.backends[e.serving].id), now, q.vip->idle_ticks);
-        w.stats.counters[US_CTR_conn_evictions] += evicted;
+        count(w.stats.counters[US_CTR_conn_evictions], evicted);
     }
     return e.serving;
 }
@@ -179,7 +179,7 @@ static bool too_big(Worker &w, const Snapshot &s, const Pending &q, uint16_t lim
         drop(w, m, err);
         return false;
     }
-    w.stats.drops[US_DROP_too_big]++;  // the packet itself is dropped; icmp_too_big_sent counts the answer
+    count(w.stats.drops[US_DROP_too_big]);  // the packet itself is dropped; icmp_too_big_sent counts the answer
     return true;
 }
 
@@ -208,7 +208,7 @@ static inline Sent forward(Worker &w, const Snapshot &s, const Pending &q, uint3
     uint32_t primary_id = pool.backends[e.primary].id;
     if (b.id != primary_id) {
         flags |= US_GUE_F_FAILOVER;
-        w.stats.counters[US_CTR_failovers]++;
+        count(w.stats.counters[US_CTR_failovers]);
     }
     uint32_t in_len = rte_pktmbuf_pkt_len(m);
     EncapInfo info{q.hash, primary_id, pool.digest, flags, s.source.hop_budget,
@@ -219,12 +219,12 @@ static inline Sent forward(Worker &w, const Snapshot &s, const Pending &q, uint3
         drop(w, m, err);
         return Sent::dropped;
     }
-    w.stats.counters[US_CTR_fragments] += q.p.fragment;
-    w.stats.counters[US_CTR_icmp_errors] += q.p.icmp_error;
-    w.stats.vip_packets[q.vip->stat_index]++;
-    w.stats.vip_bytes[q.vip->stat_index] += in_len;
-    w.stats.backend_packets[b.stat_index]++;
-    w.stats.backend_bytes[b.stat_index] += rte_pktmbuf_pkt_len(m);
+    count(w.stats.counters[US_CTR_fragments], q.p.fragment);
+    count(w.stats.counters[US_CTR_icmp_errors], q.p.icmp_error);
+    count(w.stats.vip_packets[q.vip->stat_index]);
+    count(w.stats.vip_bytes[q.vip->stat_index], in_len);
+    count(w.stats.backend_packets[b.stat_index]);
+    count(w.stats.backend_bytes[b.stat_index], rte_pktmbuf_pkt_len(m));
     return Sent::forwarded;
 }
 
@@ -239,7 +239,7 @@ uint16_t process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n
     uint16_t n_pending = 0;
     constexpr uint16_t kAhead = 4;
     n = std::min(n, kBurst);
-    w.stats.counters[US_CTR_rx_packets] += n;
+    count(w.stats.counters[US_CTR_rx_packets], n);
     uint64_t rx_bytes = 0;
     for (uint16_t i = 0; i < n && i < kAhead; i++)
         rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
@@ -259,7 +259,7 @@ uint16_t process_burst(Worker &w, const Snapshot &s, rte_mbuf **pkts, uint16_t n
             break;
         }
     }
-    w.stats.counters[US_CTR_rx_bytes] += rx_bytes;
+    count(w.stats.counters[US_CTR_rx_bytes], rx_bytes);
 
     const uint8_t *secret = s.secret.data();
     uint16_t i = 0;
@@ -325,19 +325,19 @@ int worker_main(void *arg)
                     bytes -= rte_pktmbuf_pkt_len(out.tx[i]);
                     drop(w, out.tx[i], US_DROP_tx_full);
                 }
-                w.stats.counters[US_CTR_tx_packets] += sent;
-                w.stats.counters[US_CTR_tx_bytes] += bytes;
+                count(w.stats.counters[US_CTR_tx_packets], sent);
+                count(w.stats.counters[US_CTR_tx_bytes], bytes);
             }
             if (out.n_icmp)  // back to the sender, by the port the packet came in by
-                w.stats.counters[US_CTR_icmp_too_big_sent] +=
-                    send(w, w.cfg.port, w.cfg.tx_queue, out.icmp, out.n_icmp, US_DROP_tx_full);
+                count(w.stats.counters[US_CTR_icmp_too_big_sent],
+                      send(w, w.cfg.port, w.cfg.tx_queue, out.icmp, out.n_icmp, US_DROP_tx_full));
             if (out.n_exc) {
                 if (w.cfg.tap_port == kNoPort) {
                     for (uint16_t i = 0; i < out.n_exc; i++)
                         drop(w, out.exc[i], US_DROP_exception_full);
                 } else {
-                    w.stats.counters[US_CTR_exception_packets] +=
-                        send(w, w.cfg.tap_port, w.cfg.tx_queue, out.exc, out.n_exc, US_DROP_exception_full);
+                    count(w.stats.counters[US_CTR_exception_packets],
+                          send(w, w.cfg.tap_port, w.cfg.tx_queue, out.exc, out.n_exc, US_DROP_exception_full));
                 }
             }
         }
@@ -345,11 +345,11 @@ int worker_main(void *arg)
             // What the kernel sends (ARP replies, ICMP, probe traffic, BGP) leaves by the NIC.
             uint16_t k = rte_eth_rx_burst(w.cfg.tap_port, 0, out.exc, kBurst);
             if (k)
-                w.stats.counters[US_CTR_kernel_packets] +=
-                    send(w, w.cfg.port, w.cfg.tx_queue, out.exc, k, US_DROP_tx_full);
+                count(w.stats.counters[US_CTR_kernel_packets],
+                      send(w, w.cfg.port, w.cfg.tx_queue, out.exc, k, US_DROP_tx_full));
         }
         rte_rcu_qsbr_quiescent(w.rcu, w.cfg.rcu_id);
-        if (w.cfg.stop_after_rx && w.stats.counters[US_CTR_rx_packets] >= w.cfg.stop_after_rx)
+        if (w.cfg.stop_after_rx && read(w.stats.counters[US_CTR_rx_packets]) >= w.cfg.stop_after_rx)
             break;
     }
     rte_rcu_qsbr_thread_offline(w.rcu, w.cfg.rcu_id);
