@@ -251,9 +251,12 @@ int run_daemon(const DaemonOptions &o)
                 },
                 after_events, &controller.pauses()}
         .run();
+    // Stop: workers joined, then the ports stopped and closed. The EAL goes last, in ~Dataplane, once the
+    // objects declared after the dataplane (the controller's bucket arrays are hugepage memory) are gone:
+    // rte_eal_cleanup() unmaps that memory, and freeing into it afterwards crashed the daemon (exit 139).
     dataplane.stop();
     std::cerr << stats_text(controller.config(), *dataplane.current(), dataplane.stats());
-    dataplane.close();
+    dataplane.close_ports();
     ::close(sfd);
     return 0;
 }

@@ -359,23 +359,29 @@ void Dataplane::stop()
     wait();
 }
 
+void Dataplane::close_ports()
+{
+    stop();  // no worker may poll a port being stopped
+    if (!ports_started_)
+        return;
+    for (uint16_t id : port_ids_) {
+        rte_eth_dev_stop(id);
+        rte_eth_dev_close(id);
+    }
+    for (uint16_t id : tap_ids_) {
+        if (id != kNoPort) {
+            rte_eth_dev_stop(id);
+            rte_eth_dev_close(id);
+        }
+    }
+    ports_started_ = false;
+}
+
 void Dataplane::close()
 {
     if (!eal_)
         return;
-    if (ports_started_) {
-        for (uint16_t id : port_ids_) {
-            rte_eth_dev_stop(id);
-            rte_eth_dev_close(id);
-        }
-        for (uint16_t id : tap_ids_) {
-            if (id != kNoPort) {
-                rte_eth_dev_stop(id);
-                rte_eth_dev_close(id);
-            }
-        }
-        ports_started_ = false;
-    }
+    close_ports();
     delete snapshot_.exchange(nullptr);
     for (auto &w : workers_)
         conn_table_free(w->conn);
@@ -383,7 +389,7 @@ void Dataplane::close()
     rte_free(rcu_);
     rcu_ = nullptr;
     if (pool_)
-        rte_mempool_free(pool_);
+        rte_mempool_free(pool_);  // after the ports: closing them returned the mbufs their queues held
     pool_ = nullptr;
     rte_eal_cleanup();
     eal_ = false;

@@ -65,7 +65,14 @@ class Dataplane {
     Status start();       // launches the workers
     void wait();          // replay: returns when every worker has returned
     void stop();          // asks workers to return and waits for them
-    void close();         // stops ports (flushes pcap output) and the EAL
+    // Stops the workers, then stops and closes every port and tap (flushes pcap output, hands the drivers'
+    // mbufs back to the pool). Idempotent; the EAL and the memory stay.
+    void close_ports();
+    // close_ports(), frees the snapshot, connection tables, RCU state and mbuf pool, then rte_eal_cleanup(),
+    // which unmaps all hugepage memory: every other object holding DPDK memory (the controller's bucket
+    // arrays, EntryArray) must be gone before. ~Dataplane calls it, so an owner declared after the Dataplane
+    // is destroyed first.
+    void close();
     StatsTotal stats() const;
     // Every port's own counters, in configuration order. Control thread only.
     std::vector<PortStats> port_stats() const;
