@@ -14,8 +14,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 
 namespace understudy::dp {
 
@@ -377,6 +379,36 @@ void Dataplane::close_ports()
     ports_started_ = false;
 }
 
+// The hugepage files of EAL file prefix `prefix` left in every hugetlbfs mount: DPDK 22.11 removes a page's
+// file when the page is freed, but memory its libraries never free (ethdev's rte_eth_dev_data memzone) keeps
+// one file, and with it one hugepage, until some later primary process reclaims it. Called after
+// rte_eal_cleanup(), when nothing maps them any more.
+static void remove_hugepage_files(const std::string &prefix)
+{
+    FILE *mounts = fopen("/proc/mounts", "re");
+    if (!mounts || prefix.empty()) {
+        if (mounts)
+            fclose(mounts);
+        return;
+    }
+    const std::string stem = prefix + "map_";
+    char line[4096];
+    while (fgets(line, sizeof line, mounts)) {
+        char dev[512], dir[1024], type[64];
+        if (sscanf(line, "%511s %1023s %63s", dev, dir, type) != 3 || std::strcmp(type, "hugetlbfs") != 0)
+            continue;
+        std::error_code ec;
+        for (const auto &entry : std::filesystem::directory_iterator(dir, ec)) {
+            std::string name = entry.path().filename().string();
+            // <prefix>map_N, or <prefix>map_S-L with --single-file-segments
+            if (name.size() > stem.size() && name.compare(0, stem.size(), stem) == 0 &&
+                name.find_first_not_of("0123456789-", stem.size()) == std::string::npos)
+                std::filesystem::remove(entry.path(), ec);
+        }
+    }
+    fclose(mounts);
+}
+
 void Dataplane::close()
 {
     if (!eal_)
@@ -391,8 +423,10 @@ void Dataplane::close()
     if (pool_)
         rte_mempool_free(pool_);  // after the ports: closing them returned the mbufs their queues held
     pool_ = nullptr;
+    const std::string prefix = std::filesystem::path(rte_eal_get_runtime_dir()).filename().string();
     rte_eal_cleanup();
     eal_ = false;
+    remove_hugepage_files(prefix);
 }
 
 cpu_set_t Dataplane::spare_cpus() const
