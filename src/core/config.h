@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -142,6 +143,9 @@ struct Config {
     DataplaneConfig dataplane;
     ControlConfig control;
     AgentConfig agent;
+    // The line of each key and table the file gave outside [[pool]] and [[vip]] (whose objects keep their own
+    // line), by field ("dataplane.port[0].devargs"): messages of later checks point at it.
+    std::map<std::string, int> lines;
 
     const Pool *find_pool(std::string_view name) const;
     const Vip *find_vip(const Address &address, uint16_t port, Protocol protocol) const;
@@ -152,6 +156,10 @@ struct Config {
 Result<Config> load_config(const std::string &path);
 Result<Config> parse_config(std::string_view text, const std::string &path_for_messages);
 
+// The text of a config file, at most kMaxConfigBytes of it whatever the file is (a character device, a pipe,
+// a FIFO): past that, an error that says so. Read once, so that a FIFO's text can be both checked and sent.
+Result<std::string> read_config_text(const std::string &path);
+
 // Re-checks a model built or changed in code (the control API goes through this too).
 Status validate_config(const Config &config);
 
@@ -160,8 +168,14 @@ Status validate_config(const Config &config);
 // validate_config() so that offline tools (understudyctl check/lookup) accept configs without [dataplane].
 Status validate_for_dataplane(const Config &config);
 
-// What understudy-agent needs on top of a valid config: [agent] interface, a known xdp_mode.
+// What understudy-agent needs on top of a valid config: [agent] interface, a known xdp_mode, and no more
+// pools, backends, VIP entries or tunnel sources than its BPF maps hold (config_limits.h).
 Status validate_for_agent(const Config &config);
+
+// The kernel interface of the exception tap of port `port`: exception_iface with one port, else
+// exception_iface followed by the port's index. validate_config() refuses names that are too long or
+// collide with each other or with a port's own interface.
+std::string exception_tap_name(const DataplaneConfig &dataplane, size_t port);
 
 std::string_view to_string(AdminState);
 std::string_view to_string(Method);

@@ -11,9 +11,16 @@
 #include <string>
 #include <vector>
 
+#include <csignal>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/config_diagnostics.h"
 
 using namespace understudy;
 
@@ -920,8 +927,53 @@ TEST(ConfigErrors, ProbeSourceFamilyMustMatchTheBackend)
                                  /* 16 */ "    [pool.backend.health]",
                                  /* 17 */ "    source = \"fd00::1\"",
                              }),
-                             "t.toml:10: pool[0].backend[1].health.source: ",
-                             "probe source 10.0.0.1 is IPv4 but the backend fd00::12 is IPv6"));
+                             "t.toml:4: health.source: ",
+                             "probe source 10.0.0.1 is IPv4 but the backend fd00::12 (pool[0].backend[1] at line "
+                             "10) is IPv6"));
+}
+
+// A [health] or [pool.health] source every backend inherits is one mistake: reported once, where it is set,
+// not once per backend (it was one line per backend).
+TEST(ConfigErrors, InheritedProbeSourceIsReportedOnce)
+{
+    auto ps = problems(doc({
+        /*  1 */ "[cluster]",
+        /*  2 */ kSecretLine,
+        /*  3 */ "[health]",
+        /*  4 */ "source = \"10.0.0.1\"",
+        /*  5 */ "[[pool]]",
+        /*  6 */ "name = \"web\"",
+        /*  7 */ "  [[pool.backend]]",
+        /*  8 */ "  id = 1",
+        /*  9 */ "  address = \"fd00::11\"",
+        /* 10 */ "  [[pool.backend]]",
+        /* 11 */ "  id = 2",
+        /* 12 */ "  address = \"fd00::12\"",
+        /* 13 */ "  [[pool.backend]]",
+        /* 14 */ "  id = 3",
+        /* 15 */ "  address = \"fd00::13\"",
+        /* 16 */ "  [[pool.backend]]",
+        /* 17 */ "  id = 4",
+        /* 18 */ "  address = \"fd00::14\"",
+        /* 19 */ "[[pool]]",
+        /* 20 */ "name = \"api\"",
+        /* 21 */ "  [pool.health]",
+        /* 22 */ "  source = \"fd00::1\"",
+        /* 23 */ "  [[pool.backend]]",
+        /* 24 */ "  id = 1",
+        /* 25 */ "  address = \"10.0.2.1\"",
+        /* 26 */ "  [[pool.backend]]",
+        /* 27 */ "  id = 2",
+        /* 28 */ "  address = \"10.0.2.2\"",
+    }));
+    ASSERT_EQ(ps.size(), 2u) << show(ps);
+    EXPECT_EQ(ps[0], "t.toml:4: health.source: probe source 10.0.0.1 is IPv4 but the backends fd00::11 "
+                     "(pool[0].backend[0] at line 7), fd00::12 (pool[0].backend[1] at line 10), fd00::13 "
+                     "(pool[0].backend[2] at line 13) and 1 more are IPv6 (set health.source per backend in a "
+                     "mixed pool)");
+    EXPECT_EQ(ps[1], "t.toml:22: pool[1].health.source: probe source fd00::1 is IPv6 but the backends 10.0.2.1 "
+                     "(pool[1].backend[0] at line 23), 10.0.2.2 (pool[1].backend[1] at line 26) are IPv4 (set "
+                     "health.source per backend in a mixed pool)");
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1084,12 +1136,13 @@ TEST(ConfigValidate, DataplaneNeedsPortsAndSourceAddresses)
     ASSERT_FALSE(status);
     auto ps = split_lines(status.error());
     ASSERT_EQ(ps.size(), 2u) << show(ps);
-    EXPECT_EQ(ps[0], "t.toml:0: dataplane.port: at least one [[dataplane.port]] is needed to run the data plane");
-    EXPECT_EQ(ps[1], "t.toml:0: dataplane.source_v6: is required: vip[0] at line 8 (192.0.2.10:80/tcp, gue) "
+    // No [dataplane]: the file as a whole, and the VIP that needs the source (it said FILE:0).
+    EXPECT_EQ(ps[0], "t.toml:1: dataplane.port: at least one [[dataplane.port]] is needed to run the data plane");
+    EXPECT_EQ(ps[1], "t.toml:8: dataplane.source_v6: is required: vip[0] at line 8 (192.0.2.10:80/tcp, gue) "
                      "encapsulates in IPv6 and needs an outer source address");
 
     config->dataplane.source_v6 = *Address::parse("fd00::2");
-    config->dataplane.ports.push_back({"p0", "net_tap0", 1, ""});
+    config->dataplane.ports.push_back({"p0", "net_null0", 1, ""});
     config->dataplane.worker_lcores = {1};
     EXPECT_TRUE(validate_for_dataplane(*config)) << validate_for_dataplane(*config).error();
     EXPECT_TRUE(validate_config(*config)) << validate_config(*config).error();
@@ -1141,7 +1194,7 @@ TEST(ConfigErrors, WorkersMatchRxQueues)
         /* 10 */ "  name = \"p0\"",
         /* 11 */ "  devargs = \"\"",
         /* 12 */ "  [[dataplane.port]]",
-        /* 13 */ "  devargs = \"net_tap0\"",
+        /* 13 */ "  devargs = \"net_null0\"",
         /* 14 */ "  rx_queues = 0",
     }));
     // Three workers for 2 + 1 + 0 queues: the count is right even though one port is wrong. A port with
@@ -1176,7 +1229,7 @@ TEST(ConfigErrors, WorkersMatchRxQueues)
                              "t.toml:5: dataplane.port: ", "no port has an RX queue"));
 
     EXPECT_TRUE(only_problem(doc({"[cluster]", kSecretLine, "[dataplane]", "workers = [1, 2]", "[[dataplane.port]]",
-                                  "name = \"p0\"", "devargs = \"net_tap0\""}),
+                                  "name = \"p0\"", "devargs = \"net_null0\""}),
                              "t.toml:4: dataplane.workers: ",
                              "lists 2 lcores but the ports have 1 RX queues in all (one worker per RX queue"));
 }
@@ -1355,7 +1408,371 @@ TEST(ConfigLimits, DeepNestingAndHugeFiles)
 
     auto zero = load_config("/dev/zero");
     ASSERT_FALSE(zero);
-    EXPECT_NE(zero.error().find("/dev/zero:1: file: is 16777217 bytes; a configuration holds at most 16777216"),
-              std::string::npos)
-        << zero.error();
+    EXPECT_EQ(zero.error(), "/dev/zero:1: file: holds more than 16777216 bytes (stopped reading there); a "
+                            "configuration holds at most 16777216");
+}
+
+
+// ---------------------------------------------------------------------------------------------------------
+// Input defects: what the reader must refuse or say properly
+
+// A config file that is not a regular file is read up to the limit and no further, whatever it is: a pipe
+// that never ends is refused with the limit named, as /dev/zero is.
+TEST(ConfigLimits, PipesDirectoriesAndLargeFilesStopAtTheLimit)
+{
+    std::signal(SIGPIPE, SIG_IGN);
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    std::thread writer([fd = fds[1]] {
+        std::string chunk(65536, '#');
+        while (write(fd, chunk.data(), chunk.size()) > 0) {
+        }
+        close(fd);
+    });
+    auto piped = load_config("/proc/self/fd/" + std::to_string(fds[0]));
+    close(fds[0]);
+    writer.join();
+    ASSERT_FALSE(piped);
+    EXPECT_NE(piped.error().find(":1: file: holds more than 16777216 bytes (stopped reading there)"), std::string::npos)
+        << piped.error();
+
+    auto dir = load_config("/tmp");
+    ASSERT_FALSE(dir);
+    EXPECT_EQ(dir.error(), "/tmp: cannot read the config file: it is a directory");
+
+    std::string big = testing::TempDir() + "/config_test_big.toml";
+    {
+        std::ofstream out(big, std::ios::binary);
+        out << std::string((16u << 20) + 1, '#');
+    }
+    auto large = load_config(big);
+    std::remove(big.c_str());
+    ASSERT_FALSE(large);
+    EXPECT_EQ(large.error(), big + ":1: file: is 16777217 bytes; a configuration holds at most 16777216");
+}
+
+// An escaped NUL in a string would cut an address, a path or a name short where it reaches C: any string
+// holding one is refused with its line and field (control.socket and the others were accepted, truncated).
+TEST(ConfigErrors, StringsWithNulAreRefused)
+{
+    auto ps = problems(doc({
+        /*  1 */ "[cluster]",
+        /*  2 */ kSecretLine,
+        /*  3 */ "[control]",
+        /*  4 */ "socket = \"/run/a\\u0000b\"",
+        /*  5 */ "[dataplane]",
+        /*  6 */ "exception_iface = \"tap\\u0000x\"",
+        /*  7 */ "eal_args = [\"-l\", \"0\\u00001\"]",
+        /*  8 */ "[agent]",
+        /*  9 */ "interface = \"eth0\\u0000\"",
+        /* 10 */ "tunnel_sources = [\"10.0.0.0/24\\u0000\"]",
+        /* 11 */ "[[pool]]",
+        /* 12 */ "name = \"web\"",
+        /* 13 */ "  [[pool.backend]]",
+        /* 14 */ "  id = 1",
+        /* 15 */ "  address = \"10.0.0.1\\u0000x\"",
+    }));
+    ASSERT_EQ(ps.size(), 6u) << show(ps);
+    const std::string nul = "holds a NUL character (\\u0000), which would cut the value short";
+    EXPECT_EQ(ps[0], "t.toml:4: control.socket: " + nul);
+    EXPECT_EQ(ps[1], "t.toml:6: dataplane.exception_iface: " + nul);
+    EXPECT_EQ(ps[2], "t.toml:7: dataplane.eal_args[1]: " + nul);
+    EXPECT_EQ(ps[3], "t.toml:9: agent.interface: " + nul);
+    EXPECT_EQ(ps[4], "t.toml:10: agent.tunnel_sources[0]: " + nul);
+    EXPECT_EQ(ps[5], "t.toml:15: pool[0].backend[0].address: " + nul);
+}
+
+// Keys, values and file names are echoed with control characters, terminal escape sequences (7- and 8-bit)
+// and bytes that are not UTF-8 escaped: they were printed raw (or as '?').
+TEST(ConfigErrors, UserTextIsEscapedInMessages)
+{
+    auto ps = problems(doc({
+        /* 1 */ "[cluster]",
+        /* 2 */ kSecretLine,
+        /* 3 */ "\"ke\\u001b[2Jy\\r\" = 1",
+        /* 4 */ "[[pool]]",
+        /* 5 */ "name = \"we\\u009b31mb\\\\\\t\"",
+    }));
+    ASSERT_EQ(ps.size(), 2u) << show(ps);
+    EXPECT_EQ(ps[0], "t.toml:3: cluster.ke\\x1b[2Jy\\r: unknown key (allowed here: secret)");
+    EXPECT_EQ(ps[1], "t.toml:5: pool[0].name: 'we\\u009b31mb\\\\\\t' is not a valid pool name (1-63 letters, digits, "
+                     "'_', '-', '.')");
+    auto named = parse_config("[cluster]\nsecret = 7\n", "conf\xff\x1b.toml");
+    ASSERT_FALSE(named);
+    EXPECT_EQ(named.error(), "conf\\xff\\x1b.toml:2: cluster.secret: must be a string, not an integer");
+    EXPECT_EQ(escape_text("a\x7f\xc3\xa9\xe2\x82\xac\xed\xa0\x80\xc0\xaf"), "a\\x7fé€\\xed\\xa0\\x80\\xc0\\xaf");
+}
+
+// Integers the model cannot hold are reported as written: past int64, negative for an unsigned field.
+TEST(ConfigErrors, OutOfRangeIntegersAreReportedAsWritten)
+{
+    auto ps = problems(doc({"[cluster]", kSecretLine, "[[pool]]", "name = \"web\"", "table_bits = 18446744073709551615"}));
+    ASSERT_EQ(ps.size(), 1u) << show(ps);
+    EXPECT_TRUE(has_problem(ps, "t.toml:5: syntax: ", "'18446744073709551615'"));
+    ps = problems(doc({"[cluster]", kSecretLine, "[[pool]]", "name = \"web\"", "table_bits = 0xffffffffffffffff"}));
+    ASSERT_EQ(ps.size(), 1u) << show(ps);
+    EXPECT_TRUE(has_problem(ps, "t.toml:5: syntax: ", "'0xffffffffffffffff'"));
+    EXPECT_TRUE(only_problem(doc({"[cluster]", kSecretLine, "[[pool]]", "name = \"web\"", "table_bits = -1"}),
+                             "t.toml:5: pool[0].table_bits: ", "must be 8-24, not -1"));
+    EXPECT_TRUE(only_problem(doc({"[cluster]", kSecretLine, "[[pool]]", "name = \"web\"", "  [[pool.backend]]",
+                                  "  id = 1", "  address = \"10.0.0.1\"", "  weight = 9223372036854775807"}),
+                             "t.toml:8: pool[0].backend[0].weight: ", "must be 0-65535, not 9223372036854775807"));
+}
+
+// The checks run later on the model (the daemon's and the agent's) point at the line of the section or key
+// they are about: they said FILE:0.
+TEST(ConfigValidate, LaterChecksCarryTheLine)
+{
+    auto config = parse_config(doc({
+                                   /* 1 */ "[cluster]",
+                                   /* 2 */ kSecretLine,
+                                   /* 3 */ "[dataplane]",
+                                   /* 4 */ "mtu = 1500",
+                                   /* 5 */ "[[pool]]",
+                                   /* 6 */ "name = \"web\"",
+                                   /* 7 */ "  [[pool.backend]]",
+                                   /* 8 */ "  id = 1",
+                                   /* 9 */ "  address = \"10.0.0.1\"",
+                                   /* 10 */ "[[vip]]",
+                                   /* 11 */ "address = \"192.0.2.1\"",
+                                   /* 12 */ "port = 80",
+                                   /* 13 */ "pool = \"web\"",
+                                   /* 14 */ "[agent]",
+                                   /* 15 */ "xdp_mode = \"fast\"",
+                               }),
+                               "t.toml");
+    ASSERT_TRUE(config) << config.error();
+    auto dp = validate_for_dataplane(*config);
+    ASSERT_FALSE(dp);
+    auto ps = split_lines(dp.error());
+    ASSERT_EQ(ps.size(), 2u) << show(ps);
+    EXPECT_EQ(ps[0], "t.toml:3: dataplane.port: at least one [[dataplane.port]] is needed to run the data plane");
+    EXPECT_EQ(ps[1], "t.toml:3: dataplane.source_v4: is required: vip[0] at line 10 (192.0.2.1:80/tcp, gue) "
+                     "encapsulates in IPv4 and needs an outer source address");
+    auto agent = validate_for_agent(*config);
+    ASSERT_FALSE(agent);
+    ps = split_lines(agent.error());
+    ASSERT_EQ(ps.size(), 2u) << show(ps);
+    EXPECT_EQ(ps[0], "t.toml:14: agent.interface: is required: the interface the balancers' packets arrive on");
+    EXPECT_EQ(ps[1], "t.toml:15: agent.xdp_mode: 'fast' is not one of: native, generic");
+
+    // Without a [dataplane] section, at the VIP that needs the source address.
+    auto bare = parse_config(doc({"[cluster]", kSecretLine, "[[pool]]", "name = \"web\"", "  [[pool.backend]]",
+                                  "  id = 1", "  address = \"10.0.0.1\"", "[[vip]]", "address = \"192.0.2.1\"",
+                                  "port = 80", "pool = \"web\""}),
+                             "t.toml");
+    ASSERT_TRUE(bare) << bare.error();
+    auto st = validate_for_dataplane(*bare);
+    ASSERT_FALSE(st);
+    ps = split_lines(st.error());
+    ASSERT_EQ(ps.size(), 2u) << show(ps);
+    EXPECT_EQ(ps[0], "t.toml:1: dataplane.port: at least one [[dataplane.port]] is needed to run the data plane");
+    EXPECT_EQ(ps[1].substr(0, 37), "t.toml:8: dataplane.source_v4: is req");
+}
+
+// Two ports with the exception path get taps named exception_iface + index: names past 15 characters (which
+// the kernel would cut to the same name), a port's own interface or a net_tap device of the same name are
+// refused by check; they were found only when the daemon started.
+TEST(ConfigErrors, ExceptionTapNamesMustNotCollide)
+{
+    auto ps = problems(doc({
+        /*  1 */ "[cluster]",
+        /*  2 */ kSecretLine,
+        /*  3 */ "[dataplane]",
+        /*  4 */ "workers = [1, 2]",
+        /*  5 */ "[[dataplane.port]]",
+        /*  6 */ "name = \"a\"",
+        /*  7 */ "devargs = \"net_af_packet0,iface=understudy01\"",
+        /*  8 */ "[[dataplane.port]]",
+        /*  9 */ "name = \"b\"",
+        /* 10 */ "devargs = \"net_tap1,iface=eth9\"",
+    }));
+    ASSERT_EQ(ps.size(), 2u) << show(ps);
+    EXPECT_EQ(ps[0], "t.toml:7: dataplane.port[0].devargs: iface 'understudy01' is the name of the exception tap of "
+                     "dataplane.port[1] at line 8 (exception_iface 'understudy0'): rename one");
+    EXPECT_EQ(ps[1], "t.toml:10: dataplane.port[1].devargs: device 'net_tap1' is the DPDK name of the exception tap "
+                     "of dataplane.port[1] at line 8: give this net_tap another number");
+
+    EXPECT_TRUE(only_problem(doc({"[cluster]", kSecretLine, "[dataplane]", "exception_iface = \"understudy_tap0\"",
+                                  "workers = [1, 2]", "[[dataplane.port]]", "name = \"a\"", "devargs = \"0000:3b:00.0\"",
+                                  "[[dataplane.port]]", "name = \"b\"", "devargs = \"0000:3b:00.1\""}),
+                             "t.toml:4: dataplane.exception_iface: ",
+                             "the exception tap of dataplane.port[0] at line 6 would be named 'understudy_tap00' (16 "
+                             "characters), longer than an interface name can be (15)"));
+    // One port: the tap is exception_iface itself. non_vip = "drop": no taps at all.
+    EXPECT_TRUE(only_problem(doc({"[cluster]", kSecretLine, "[dataplane]", "workers = [1]", "[[dataplane.port]]",
+                                  "name = \"a\"", "devargs = \"net_af_xdp0,iface=understudy0\""}),
+                             "t.toml:7: dataplane.port[0].devargs: ", "iface 'understudy0' is the name of the exception tap"));
+    auto drop = parse_config(doc({"[cluster]", kSecretLine, "[dataplane]", "non_vip = \"drop\"", "workers = [1]", "[[dataplane.port]]",
+                                  "name = \"a\"", "devargs = \"net_af_xdp0,iface=understudy0\""}),
+                             "t.toml");
+    EXPECT_TRUE(drop) << drop.error();
+    DataplaneConfig d;
+    d.ports.resize(2);
+    EXPECT_EQ(exception_tap_name(d, 1), "understudy01");
+    d.ports.resize(1);
+    EXPECT_EQ(exception_tap_name(d, 0), "understudy0");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Limits of the data plane and of the agent's BPF maps: refused by the checks, naming the limit, and exactly
+// the limit accepted (1,025 VIPs passed check and were refused when the data plane published them).
+
+static std::string vips_doc(size_t n)
+{
+    std::string text = doc({"[cluster]", kSecretLine, "[[pool]]", "name = \"web\"", "  [[pool.backend]]", "  id = 1",
+                            "  address = \"10.0.0.1\""});  // 7 lines
+    for (size_t i = 0; i < n; i++)
+        text += "[[vip]]\naddress = \"192.0." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1) +
+                "\"\nport = 80\npool = \"web\"\n";
+    return text;
+}
+
+TEST(ConfigLimits, DataplaneVips)
+{
+    EXPECT_TRUE(problems(vips_doc(1024)).empty()) << show(problems(vips_doc(1024)));
+    // VIP 1025 starts at line 7 + 1024 * 4 + 1 = 4104.
+    EXPECT_TRUE(only_problem(vips_doc(1025), "t.toml:4104: vip[1024]: ",
+                             "is VIP number 1025 of 1025; the data plane holds at most 1024 VIPs"));
+}
+
+// Backends numbered within their pool; their addresses differ over all pools, or with `shared` are the same
+// in every pool (one host in many pools).
+static Config model_with_pools(size_t pools, size_t backends_each, bool shared = false)
+{
+    Config c;
+    c.secret[0] = 1;
+    for (size_t i = 0; i < pools; i++) {
+        Pool p;
+        p.name = "p" + std::to_string(i);
+        for (size_t j = 0; j < backends_each; j++) {
+            Backend b;
+            b.id = uint32_t(j + 1);
+            uint32_t a = uint32_t(shared ? j : i * backends_each + j);
+            b.address = *Address::parse("10." + std::to_string(a >> 16 & 255) + "." + std::to_string(a >> 8 & 255) +
+                                        "." + std::to_string(a & 255));
+            p.backends.push_back(b);
+        }
+        c.pools.push_back(std::move(p));
+    }
+    c.agent.interface = "eth0";
+    return c;
+}
+
+TEST(ConfigLimits, DataplanePools)
+{
+    EXPECT_TRUE(validate_config(model_with_pools(65536, 0)));
+    auto st = validate_config(model_with_pools(65537, 0));
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error(), "<config>:0: pool[65536]: is pool number 65537 of 65537; the data plane holds at most 65536 "
+                          "pools (16-bit pool index)");
+}
+
+TEST(ConfigLimits, AgentMaps)
+{
+    EXPECT_TRUE(validate_for_agent(model_with_pools(64, 1)));
+    auto st = validate_for_agent(model_with_pools(65, 1));
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error(), "<config>:0: pool[64]: is pool number 65 of 65; the agent holds at most 64 pools "
+                          "(US_BPF_MAX_POOLS)");
+
+    EXPECT_TRUE(validate_for_agent(model_with_pools(1, 4096)));
+    st = validate_for_agent(model_with_pools(1, 4097));
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error(), "<config>:0: pool[0].backend[4096]: is backend number 4097 of 4097 in pool 'p0'; the "
+                          "agent holds at most 4096 backends per pool (US_BPF_MAX_SLOTS)");
+
+    // 16 pools of 4096 backends fill us_backend_ids (65536); one more backend anywhere does not fit.
+    Config full = model_with_pools(16, 4096, true);
+    EXPECT_TRUE(validate_for_agent(full));
+    full.pools.push_back(model_with_pools(1, 1).pools[0]);
+    full.pools.back().name = "extra";
+    full.pools.back().backends[0].address = *Address::parse("10.255.0.1");
+    st = validate_for_agent(full);
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error(), "<config>:0: pool[16].backend[0]: is backend number 65537 over all pools; the agent holds "
+                          "at most 65536 backends in all (US_BPF_MAX_IDS)");
+
+    // us_vips: a VIP and its address's fragment entry; 2048 VIPs on their own addresses fill 4096 entries.
+    Config vips = model_with_pools(1, 1);
+    auto add_vip = [&](uint32_t a, uint16_t port) {
+        Vip v;
+        v.address = *Address::parse("192." + std::to_string(a >> 8 & 255) + "." + std::to_string(a & 255) + ".1");
+        v.port = port;
+        v.pool = "p0";
+        vips.vips.push_back(v);
+    };
+    for (uint32_t i = 0; i < 2048; i++)
+        add_vip(i, 80);
+    EXPECT_TRUE(validate_for_agent(vips));
+    add_vip(0, 443);  // a new VIP on a known address: one more entry, 4097
+    st = validate_for_agent(vips);
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error(), "<config>:0: vip[2048]: needs VIP map entry number 4097 (one per VIP and one per VIP address "
+                          "and protocol); the agent holds at most 4096 (US_BPF_MAX_VIPS)");
+
+    // us_tunnel_sources: the two default outer sources, the backend, and [agent] tunnel_sources.
+    Config sources = model_with_pools(1, 1);
+    for (uint32_t i = 0; i < 16381; i++)
+        sources.agent.tunnel_sources.emplace_back(
+            *Address::parse("172." + std::to_string(16 + (i >> 16)) + "." + std::to_string(i >> 8 & 255) + "." +
+                            std::to_string(i & 255)),
+            32);
+    EXPECT_TRUE(validate_for_agent(sources));
+    sources.agent.tunnel_sources.emplace_back(*Address::parse("fd00::"), 64);
+    st = validate_for_agent(sources);
+    ASSERT_FALSE(st);
+    EXPECT_EQ(st.error(), "<config>:0: agent.tunnel_sources: 16385 tunnel sources (the balancers' two outer sources, "
+                          "every backend address and [agent] tunnel_sources); the agent holds at most 16384 "
+                          "(US_BPF_MAX_SOURCES)");
+}
+
+// Validation is linear in the size of the file: 20,000 pools and 20,000 VIPs (each VIP on its own pool, the
+// lookups that were quadratic) are read and checked; the time is printed, not asserted.
+TEST(ConfigScale, TwentyThousandPoolsAndVips)
+{
+    const size_t n = 20000;
+    std::string text = doc({"[cluster]", kSecretLine});
+    for (size_t i = 0; i < n; i++) {
+        std::string octets = std::to_string(i >> 8 & 255) + "." + std::to_string(i & 255);
+        text += "[[pool]]\nname = \"p" + std::to_string(i) + "\"\ntable_bits = 8\n[[pool.backend]]\nid = 1\naddress = \"10.0." +
+                octets + "\"\n";
+    }
+    for (size_t i = 0; i < n; i++) {
+        std::string octets = std::to_string(i >> 8 & 255) + "." + std::to_string(i & 255);
+        text += "[[vip]]\naddress = \"192.168." + octets + "\"\nport = 80\nmethod = \"" +
+                (i % 2 ? "ipip" : "l2dsr") + "\"\npool = \"p" + std::to_string(n - 1 - i) + "\"\n";
+    }
+    auto start = std::chrono::steady_clock::now();
+    auto ps = problems(text);
+    double read_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_EQ(ps.size(), 1u) << show(ps);  // only the data plane's VIP limit
+    EXPECT_TRUE(has_problem(ps, "t.toml:", "vip[1024]: is VIP number 1025 of 20000"));
+
+    Config model = model_with_pools(n, 1);
+    for (size_t i = 0; i < n; i++) {
+        Vip v;
+        v.address = *Address::parse("192.168." + std::to_string(i >> 8 & 255) + "." + std::to_string(i & 255));
+        v.port = 80;
+        v.method = Method::ipip;
+        v.pool = "p" + std::to_string(i);
+        model.vips.push_back(v);
+    }
+    start = std::chrono::steady_clock::now();
+    auto st = validate_config(model);
+    auto dp = validate_for_dataplane(model);
+    for (auto &v : model.vips)
+        v.pool = "missing";
+    auto missing = validate_config(model);
+    double model_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("20000 pools x 20000 VIPs: file read and checked in %.2f s; model checked three times in %.2f s\n",
+                read_s, model_s);
+    ASSERT_FALSE(st);
+    EXPECT_EQ(split_lines(st.error()).size(), 1u);
+    ASSERT_FALSE(dp);
+    ASSERT_FALSE(missing);
+    auto lines = split_lines(missing.error());
+    ASSERT_EQ(lines.size(), 20001u);
+    EXPECT_EQ(lines[1], "<config>:0: vip[0].pool: no pool named 'missing' (pools: 'p0', 'p1', 'p10', 'p100', "
+                        "'p1000', 'p10000', 'p10001', 'p10002', 'p10003', 'p10004' and 19990 more)");
 }
