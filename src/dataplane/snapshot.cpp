@@ -14,9 +14,14 @@
 #include <new>
 #include <string>
 
+#include "core/config_limits.h"
 #include "core/siphash.h"
 
 namespace understudy::dp {
+
+// The limits validate_config() checks (core/config_limits.h) are the ones the snapshot is built with.
+static_assert(kMaxVips == understudy::kMaxDataplaneVips, "one VIP limit for the checks and the data plane");
+static_assert(sizeof(Vip::pool) == 2 && understudy::kMaxDataplanePools <= 65536, "a VIP's pool is a 16-bit index");
 
 uint16_t StatIndex::backend(const std::string &pool, uint32_t id)
 {
@@ -131,8 +136,10 @@ EntryArray::~EntryArray()
 
 Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatIndex &stat_index)
 {
-    if (config.vips.size() > kMaxVips)
-        return Error{"at most " + std::to_string(kMaxVips) + " VIPs are supported"};
+    if (config.vips.size() > understudy::kMaxDataplaneVips)
+        return Error{"at most " + std::to_string(understudy::kMaxDataplaneVips) + " VIPs are supported"};
+    if (config.pools.size() > understudy::kMaxDataplanePools)
+        return Error{"at most " + std::to_string(understudy::kMaxDataplanePools) + " pools are supported"};
     auto t = std::make_shared<VipTable>();
     // Two keys per VIP (its port, and port 0 for fragments), at most a quarter of the slots used.
     size_t slots = 16;
