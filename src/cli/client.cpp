@@ -1,4 +1,5 @@
 // Control-socket client with errors that say what to do.
+#include "core/config_diagnostics.h"
 #include "daemon/json_text.h"
 #include "client.h"
 
@@ -78,7 +79,7 @@ Reply call(const nlohmann::json &request)
 
 int report_failure(const Reply &reply)
 {
-    std::cerr << "understudyctl: " << reply.error << "\n";
+    std::cerr << "understudyctl: " << escape_text(reply.error) << "\n";
     return reply.exit_code;
 }
 

@@ -6,6 +6,7 @@
 #include <memory>
 #include <thread>
 
+#include "core/config_diagnostics.h"
 #include "daemon/json_text.h"
 #include "client.h"
 #include "commands.h"
@@ -14,9 +15,13 @@ namespace understudy::cli {
 
 using Json = nlohmann::ordered_json;
 
-// A plain text table: columns sized to their widest cell.
-static void print_table(const std::vector<std::string> &header, const std::vector<std::vector<std::string>> &rows)
+// A plain text table: columns sized to their widest cell. Cells may hold what the daemon was told or saw
+// (names, a probe's reply): they are printed escaped, so no terminal escape sequence gets through.
+static void print_table(const std::vector<std::string> &header, std::vector<std::vector<std::string>> rows)
 {
+    for (auto &r : rows)
+        for (auto &cell : r)
+            cell = escape_text(cell);
     std::vector<size_t> width(header.size());
     for (size_t i = 0; i < header.size(); i++)
         width[i] = header[i].size();
@@ -43,6 +48,9 @@ static std::string pct(double f)
     snprintf(b, sizeof b, "%.1f%%", f * 100);
     return b;
 }
+
+// A value of the daemon's reply for a line of text: strings escaped, anything else as JSON.
+static std::string text(const Json &v) { return v.is_string() ? escape_text(v.get<std::string>()) : json_text(v); }
 
 static std::string seconds(const Json &v)
 {
@@ -74,11 +82,11 @@ static int run(const Json &request, bool json, const std::function<void(const Js
 
 static void print_agent_status(const Json &b)
 {
-    std::cout << "understudy-agent " << b["version"].get<std::string>() << "  up " << seconds(b["uptime_s"]) << "  on "
-              << b["interface"].get<std::string>() << " (" << b["xdp_mode"].get<std::string>() << " XDP)  addresses";
+    std::cout << "understudy-agent " << text(b["version"]) << "  up " << seconds(b["uptime_s"]) << "  on "
+              << text(b["interface"]) << " (" << text(b["xdp_mode"]) << " XDP)  addresses";
     for (auto &a : b["addresses"])
-        std::cout << " " << a.get<std::string>();
-    std::cout << "\nconfig " << b["config"].get<std::string>() << "  tables swapped in: " << b["table_swaps"] << "\n\n";
+        std::cout << " " << text(a);
+    std::cout << "\nconfig " << text(b["config"]) << "  tables swapped in: " << text(b["table_swaps"]) << "\n\n";
     std::vector<std::vector<std::string>> rows;
     for (auto &p : b["pools"])
         rows.push_back({p["name"].get<std::string>(), std::to_string(1u << p["table_bits"].get<unsigned>()),
@@ -91,17 +99,17 @@ static void print_status(const Json &b)
 {
     if (b.value("role", "") == "agent")
         return print_agent_status(b);
-    std::cout << "understudy " << b["version"].get<std::string>() << "  up " << seconds(b["uptime_s"]) << "  generation "
-              << b["generation"] << "  " << b["workers"] << " worker(s)  " << b["vips"] << " VIP(s)\n"
-              << "config " << b["config"].get<std::string>() << "\n\n";
+    std::cout << "understudy " << text(b["version"]) << "  up " << seconds(b["uptime_s"]) << "  generation "
+              << text(b["generation"]) << "  " << text(b["workers"]) << " worker(s)  " << text(b["vips"]) << " VIP(s)\n"
+              << "config " << text(b["config"]) << "\n\n";
     std::vector<std::vector<std::string>> rows;
     for (auto &p : b["pools"])
         rows.push_back({p["name"].get<std::string>(), std::to_string(1u << p["table_bits"].get<unsigned>()),
                         std::to_string(p["backends"].get<unsigned>()), std::to_string(p["operational"].get<unsigned>())});
     print_table({"POOL", "BUCKETS", "BACKENDS", "OPERATIONAL"}, rows);
     auto &u = b["last_update"];
-    std::cout << "\nlast update (generation " << u["generation"] << "): " << u["cause"].get<std::string>() << "\n  "
-              << u["buckets_changed"] << " buckets changed; live " << seconds(u["publish_seconds"])
+    std::cout << "\nlast update (generation " << text(u["generation"]) << "): " << text(u["cause"]) << "\n  "
+              << text(u["buckets_changed"]) << " buckets changed; live " << seconds(u["publish_seconds"])
               << " after its cause; first packet with it " << seconds(u["first_packet_seconds"]) << " after\n";
 }
 
@@ -264,7 +272,7 @@ void add_live_commands(CLI::App &app, Action &action)
                            // The balancer counts generations of its published state; the agent, of its config.
                            std::cout << "reloaded";
                            if (b.contains("generation"))
-                               std::cout << ": generation " << b["generation"];
+                               std::cout << ": generation " << text(b["generation"]);
                            std::cout << "\n";
                        });
         });
@@ -286,7 +294,7 @@ void add_live_commands(CLI::App &app, Action &action)
     vip_add->add_option("--pool", o->pool, "pool that serves it")->required();
     vip_add->add_option("--method", o->method, "gue, ipip or l2dsr (default gue)");
     vip_add->add_option("--affinity", o->affinity, "flow or client (default flow)");
-    auto done = [](const Json &b) { std::cout << "applied: generation " << b["generation"] << "\n"; };
+    auto done = [](const Json &b) { std::cout << "applied: generation " << text(b["generation"]) << "\n"; };
     vip_add->callback([=] {
         set([o, done] {
             Json r{{"op", "vip.add"}, {"address", o->address}, {"port", o->port}, {"protocol", o->protocol}, {"pool", o->pool}};

@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "core/config_diagnostics.h"
 #include "daemon/json_text.h"
 #include "client.h"
 #include "commands.h"
@@ -14,18 +15,29 @@ void add_check_command(CLI::App &app, Action &action)
 {
     auto *cmd = app.add_subcommand("check", "Validate a config file; exit 0 when valid, 1 with every problem otherwise");
     auto path = std::make_shared<std::string>();
+    auto agent = std::make_shared<bool>(false), dataplane = std::make_shared<bool>(false);
     cmd->add_option("--config,-c", *path, "config file")->required();
-    cmd->callback([&action, path] {
-        action = [path] {
+    cmd->add_flag("--agent", *agent, "also what understudy-agent needs: [agent], and what its BPF maps hold");
+    cmd->add_flag("--dataplane", *dataplane, "also what the balancer's data plane needs to start: ports, sources");
+    cmd->callback([&action, path, agent, dataplane] {
+        action = [path, agent, dataplane] {
             auto config = load_config(*path);
             if (!config) {
                 std::cerr << config.error() << "\n";
                 return 1;
             }
+            std::string problems;
+            for (auto [wanted, check] : {std::pair{*agent, &validate_for_agent}, {*dataplane, &validate_for_dataplane}})
+                if (Status s = wanted ? check(*config) : Status(Ok{}); !s)
+                    problems += s.error() + "\n";
+            if (!problems.empty()) {
+                std::cerr << problems;
+                return 1;
+            }
             size_t backends = 0;
             for (const auto &p : config->pools)
                 backends += p.backends.size();
-            std::cout << *path << ": valid (" << config->pools.size() << " pools, " << backends << " backends, "
+            std::cout << escape_text(*path) << ": valid (" << config->pools.size() << " pools, " << backends << " backends, "
                       << config->vips.size() << " VIPs)\n";
             return 0;
         };
@@ -117,13 +129,16 @@ static int run_live_lookup(const LookupOptions &o)
     if (o.json) {
         std::cout << json_text(out) << "\n";
     } else {
-        std::cout << "vip           " << o.vip << "  pool " << r.body["pool"].get<std::string>() << "\n"
-                  << "client        " << o.src << "\n"
-                  << "session hash  " << out["session_hash"].get<std::string>() << "\n"
-                  << "bucket        " << out["bucket"] << "\n"
-                  << "ordering      " << out["ordering"].dump() << "\n"
-                  << "primary       " << out["primary"].dump() << "\n"
-                  << "serving       " << (out["serving"].is_null() ? "none: no server is operational" : out["serving"].dump())
+        auto text = [](const nlohmann::ordered_json &v) {
+            return v.is_string() ? escape_text(v.get<std::string>()) : json_text(v);
+        };
+        std::cout << "vip           " << escape_text(o.vip) << "  pool " << text(r.body["pool"]) << "\n"
+                  << "client        " << escape_text(o.src) << "\n"
+                  << "session hash  " << text(out["session_hash"]) << "\n"
+                  << "bucket        " << text(out["bucket"]) << "\n"
+                  << "ordering      " << text(out["ordering"]) << "\n"
+                  << "primary       " << text(out["primary"]) << "\n"
+                  << "serving       " << (out["serving"].is_null() ? "none: no server is operational" : text(out["serving"]))
                   << "\n";
     }
     return kOk;

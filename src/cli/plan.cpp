@@ -1,10 +1,10 @@
 // understudyctl plan: what a new config would move, before it is applied. Offline from two config files, or
 // live: the daemon runs the same plan_change() against its running config and current health.
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
 
+#include "core/config_diagnostics.h"
 #include "daemon/json_text.h"
 #include "client.h"
 #include "commands.h"
@@ -44,14 +44,18 @@ static int run_live_plan(const PlanOptions &o)
         std::cerr << "plan: --down is for offline plans (--config); live plans use the daemon's health\n";
         return kUsage;
     }
-    auto next = load_config(o.next);  // checked here first, so errors name the file as the user wrote it
-    if (!next) {
+    // Read once (a FIFO gives its text once; /dev/zero would never end) and checked here first, so errors
+    // name the file as the user wrote it; the daemon gets the very text that was checked.
+    auto text = read_config_text(o.next);
+    if (!text) {
+        std::cerr << text.error() << "\n";
+        return kFailed;
+    }
+    if (auto next = parse_config(*text, o.next); !next) {
         std::cerr << next.error() << "\n";
         return kFailed;
     }
-    std::ifstream in(o.next);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    Reply r = call({{"op", "plan"}, {"config_text", text}, {"path", o.next}});
+    Reply r = call({{"op", "plan"}, {"config_text", *text}, {"path", o.next}});
     if (r.exit_code != kOk)
         return report_failure(r);
     if (o.json) {

@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 CTL = sys.argv.pop(1) if len(sys.argv) > 1 else "build/src/cli/understudyctl"
@@ -68,6 +69,15 @@ address = "2001:db8::53"
 port = 53
 protocol = "udp"
 pool = "dns"
+"""
+
+SECRET_AND_POOL = """[cluster]
+secret = "00112233445566778899aabbccddeeff"
+[[pool]]
+name = "web"
+[[pool.backend]]
+id = 1
+address = "10.0.0.1"
 """
 
 
@@ -227,6 +237,112 @@ class CtlTest(unittest.TestCase):
         r = run("lookup", "--config", self.config, "--batch", "--down", "1,x")
         self.assertEqual(r.returncode, 2)
         self.assertIn("'x' is not a server ID", r.stderr)
+
+    # --- limits: what the data plane and the agent hold is refused by check, not when it is applied
+
+    def vips_config(self, n):
+        text = SECRET_AND_POOL  # 7 lines
+        for i in range(n):
+            text += f'[[vip]]\naddress = "192.0.{i // 250}.{i % 250 + 1}"\nport = 80\npool = "web"\n'
+        return text
+
+    def test_check_vip_limit(self):
+        """1,025 VIPs passed check and were refused when the data plane published them."""
+        ok = run("check", "--config", self.write("vips1024.toml", self.vips_config(1024)))
+        self.assertEqual(ok.returncode, 0, ok.stderr[:500])
+        path = self.write("vips1025.toml", self.vips_config(1025))
+        r = run("check", "--config", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.strip(), f"{path}:4104: vip[1024]: is VIP number 1025 of 1025; the data plane "
+                                           "holds at most 1024 VIPs")
+
+    def test_check_agent_limits(self):
+        text = SECRET_AND_POOL + '[agent]\ninterface = "eth0"\n'
+        for i in range(1, 65):
+            text += f'[[pool]]\nname = "p{i}"\n'
+        path = self.write("pools65.toml", text)
+        self.assertEqual(run("check", "--config", path).returncode, 0, "the balancer holds 65 pools")
+        r = run("check", "--agent", "--config", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("pool[64]: is pool number 65 of 65; the agent holds at most 64 pools (US_BPF_MAX_POOLS)", r.stderr)
+        r = run("check", "--dataplane", "--config", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f"{path}:1: dataplane.port: at least one [[dataplane.port]]", r.stderr)
+
+    # --- input that is not a plain small file
+
+    def test_check_stops_at_the_size_limit(self):
+        """/dev/zero and a FIFO that never ends were read until memory ran out."""
+        r = run("check", "--config", "/dev/zero")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.strip(), "/dev/zero:1: file: holds more than 16777216 bytes (stopped reading "
+                                           "there); a configuration holds at most 16777216")
+        fifo = os.path.join(self.dir.name, "endless.fifo")
+        os.mkfifo(fifo)
+        def feed():
+            try:
+                with open(fifo, "wb") as f:
+                    while True:
+                        f.write(b"#" * 65536)
+            except (BrokenPipeError, OSError):
+                pass
+        writer = threading.Thread(target=feed)
+        writer.start()
+        r = run("check", "--config", fifo)
+        writer.join()
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("stopped reading there", r.stderr)
+        r = run("check", "--config", self.dir.name)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.strip(), f"{self.dir.name}: cannot read the config file: it is a directory")
+
+    def test_live_plan_reads_a_fifo_once(self):
+        """plan --new read the file twice (checked, then sent): a FIFO's second read waited forever."""
+        fifo = os.path.join(self.dir.name, "next.fifo")
+        os.mkfifo(fifo)
+        def feed():
+            with open(fifo, "w") as f:
+                f.write(CONFIG)
+        writer = threading.Thread(target=feed)
+        writer.start()
+        r = subprocess.run([CTL, "plan", "--new", fifo, "--socket", os.path.join(self.dir.name, "none.sock")],
+                           capture_output=True, text=True, timeout=30)
+        writer.join()
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("cannot reach the daemon", r.stderr)
+
+    # --- user text in messages
+
+    def test_check_refuses_nul_and_escapes_user_text(self):
+        text = SECRET_AND_POOL + '[control]\nsocket = "/run/a\\u0000b"\n"ke\\u001b[2Jy\\r" = 1\n'
+        path = self.write("nul.toml", text)
+        r = subprocess.run([CTL, "check", "--config", path], capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        err = r.stderr.decode()
+        self.assertEqual(err.splitlines(), [
+            f"{path}:9: control.socket: holds a NUL character (\\u0000), which would cut the value short",
+            f"{path}:10: control.ke\\x1b[2Jy\\r: unknown key (allowed here: socket, socket_group, metrics)",
+        ])
+        self.assertFalse(any(b < 0x20 and b != 0x0a for b in r.stderr), r.stderr)
+
+    def test_path_not_utf8(self):
+        """A config path that is not UTF-8 is printed escaped, and no command aborts on it."""
+        path = os.path.join(os.fsencode(self.dir.name), b"conf\xff.toml")
+        with open(path, "w") as f:
+            f.write(CONFIG)
+        r = subprocess.run([CTL.encode(), b"check", b"--config", path], capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.decode(), f"{self.dir.name}/conf\\xff.toml: valid (2 pools, 7 backends, 3 VIPs)\n")
+        for args in ([b"lookup", b"--config", path, b"--vip", b"192.0.2.10:80/tcp", b"--src", b"1.2.3.4:5"],
+                     [b"plan", b"--config", path, b"--new", path]):
+            r = subprocess.run([CTL.encode(), *args], capture_output=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        missing = path + b".missing"
+        for args in ([b"check", b"--config", missing], [b"lookup", b"--config", missing, b"--batch"],
+                     [b"plan", b"--config", missing, b"--new", missing], [b"plan", b"--new", missing]):
+            r = subprocess.run([CTL.encode(), *args], capture_output=True, timeout=60, input=b"")
+            self.assertIn(r.returncode, (1, 2), r.stderr)
+            self.assertIn(b"conf\\xff.toml.missing: cannot read the config file", r.stderr)
 
 
 if __name__ == "__main__":
