@@ -61,7 +61,8 @@ Status Agent::write_config()
 }
 
 // The balancers' outer sources (defaults as the data plane's), every backend of every pool
-// (backends forward to each other) and [agent] tunnel_sources. New entries go in before stale ones go.
+// (backends forward to each other) and [agent] tunnel_sources. Stale entries go first, so that a config near
+// the map's size fits.
 Status Agent::write_sources()
 {
     std::set<std::pair<Address, uint32_t>> keys;
@@ -75,13 +76,6 @@ Status Agent::write_sources()
         keys.insert({addr, uint32_t(addr.is_v4() ? 96 + prefix : prefix)});
     if (keys.size() > US_BPF_MAX_SOURCES)
         return Error{"more than " + std::to_string(US_BPF_MAX_SOURCES) + " tunnel sources (backends and [agent] tunnel_sources)"};
-    for (const auto &key : keys) {
-        if (source_keys_.count(key))
-            continue;
-        if (auto s = maps_->put_tunnel_source(key.first.bytes.data(), key.second); !s)
-            return s;
-        source_keys_.insert(key);
-    }
     for (auto it = source_keys_.begin(); it != source_keys_.end();) {
         if (keys.count(*it)) {
             ++it;
@@ -90,6 +84,13 @@ Status Agent::write_sources()
         if (auto s = maps_->delete_tunnel_source(it->first.bytes.data(), it->second); !s)
             return s;
         it = source_keys_.erase(it);
+    }
+    for (const auto &key : keys) {
+        if (source_keys_.count(key))
+            continue;
+        if (auto s = maps_->put_tunnel_source(key.first.bytes.data(), key.second); !s)
+            return s;
+        source_keys_.insert(key);
     }
     return Ok{};
 }
@@ -196,12 +197,9 @@ Status Agent::forget_pool(uint32_t index)
 Status Agent::write_vips()
 {
     std::set<std::vector<uint8_t>> keys;
-    for (const auto &e : bpf::vip_entries(config())) {
+    auto entries = bpf::vip_entries(config());
+    for (const auto &e : entries)
         keys.insert(e.key);
-        if (auto s = maps_->put_vip(bpf::vip_key_of(e.key), e.pool); !s)
-            return s;
-        vip_keys_.insert(e.key);
-    }
     for (auto it = vip_keys_.begin(); it != vip_keys_.end();) {
         if (keys.count(*it)) {
             ++it;
@@ -210,6 +208,11 @@ Status Agent::write_vips()
         if (auto s = maps_->delete_vip(bpf::vip_key_of(*it)); !s)
             return s;
         it = vip_keys_.erase(it);
+    }
+    for (const auto &e : entries) {
+        if (auto s = maps_->put_vip(bpf::vip_key_of(e.key), e.pool); !s)
+            return s;
+        vip_keys_.insert(e.key);
     }
     return Ok{};
 }

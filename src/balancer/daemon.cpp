@@ -30,9 +30,7 @@ static dp::DataplaneOptions dataplane_options(const Config &config, const std::v
     o.eal_args.insert(o.eal_args.end(), extra.begin(), extra.end());
     for (const auto &p : config.dataplane.ports) {
         bool tap = config.dataplane.non_vip == NonVipPolicy::kernel;
-        std::string iface = config.dataplane.ports.size() == 1
-                                ? config.dataplane.exception_iface
-                                : config.dataplane.exception_iface + std::to_string(o.ports.size());
+        std::string iface = exception_tap_name(config.dataplane, o.ports.size());  // the name check looked at
         o.ports.push_back(dp::PortSpec{p.name, p.devargs, p.rx_queues, tap && p.rx_queues > 0, iface, p.tx_port, {}});
     }
     o.worker_lcores = config.dataplane.worker_lcores;

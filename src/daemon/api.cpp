@@ -4,7 +4,7 @@
 #include "core/config.h"
 #include "daemon/health.h"
 #include "daemon/json_text.h"
-#include "core/nesting.h"
+#include "config/nesting.h"
 
 #include <fcntl.h>
 #include <grp.h>

@@ -17,12 +17,13 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/config_limits.h"
 #include "core/table.h"
 #include "us_wire.h"
 
 namespace understudy::dp {
 
-constexpr uint32_t kMaxVips = 1024;
+constexpr uint32_t kMaxVips = uint32_t(understudy::kMaxDataplaneVips);  // checked by validate_config
 constexpr uint32_t kMaxBackendStats = 16384;  // backends over all pools that get their own counters
 
 constexpr uint8_t kOuterTtl = 64;  // of the headers the balancer adds

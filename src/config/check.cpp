@@ -2,10 +2,10 @@
 // on every file and by the control API on every change), and what the data plane and the agent need on top
 // (validate_for_dataplane, validate_for_agent), their limits included (config_limits.h). Each check is linear
 // in the size of the configuration: lookups by name or address go through maps built once.
-#include "config.h"
-#include "config_check.h"
-#include "config_diagnostics.h"
-#include "config_limits.h"
+#include "core/config.h"
+#include "check.h"
+#include "core/config_diagnostics.h"
+#include "core/config_limits.h"
 
 #include <algorithm>
 #include <cctype>

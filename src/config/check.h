@@ -2,8 +2,8 @@
 // it knows. Everyone else calls validate_config() and its siblings in config.h.
 #pragma once
 
-#include "config.h"
-#include "config_diagnostics.h"
+#include "core/config.h"
+#include "core/config_diagnostics.h"
 
 namespace understudy::config_detail {
 

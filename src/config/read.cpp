@@ -2,11 +2,11 @@
 // value types, unparseable values, missing required keys), then the checks of config_check.cpp, so that a
 // file and the control API obey one set of rules. Every problem is collected, one "FILE:LINE: FIELD: message"
 // line each (config_diagnostics.cpp).
-#include "config.h"
-#include "config_check.h"
-#include "config_diagnostics.h"
-#include "config_limits.h"
-#include "config_names.h"
+#include "core/config.h"
+#include "check.h"
+#include "core/config_diagnostics.h"
+#include "core/config_limits.h"
+#include "core/config_names.h"
 #include "nesting.h"
 
 #include <toml++/toml.h>
