@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: setup (packages, hugepages, build), then every meson test suite.
 #   tools/test.sh                 everything
-#   tools/test.sh --suite unit    one suite: unit, dataplane, bpf, e2e
+#   tools/test.sh --suite unit    one suite: unit, dataplane, bpf, e2e, chaos
 # Ends with one line "N passed, N failed, N skipped" and exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
