@@ -117,6 +117,11 @@ void ApiServer::serve_lines(int fd, Client &c)
     c.serving = true;
     size_t nl;
     while (!c.waiting && c.out.size() < kMaxPendingReplyBytes && (nl = c.in.find('\n')) != std::string::npos) {
+        if (nl > kMaxRequestBytes) {  // a whole line past the limit, read in one go: refused like one without end
+            c.serving = false;
+            refuse_oversized(fd, c);
+            return;
+        }
         std::string line = c.in.substr(0, nl);
         c.in.erase(0, nl + 1);
         if (!line.empty() && line.back() == '\r')
@@ -153,6 +158,22 @@ void ApiServer::update_events(int fd, const Client &c)
     // wake the loop over and over).
     bool read = !c.waiting && c.out.size() < kMaxPendingReplyBytes;
     loop_.modify(fd, (read ? uint32_t(EPOLLIN | EPOLLRDHUP) : 0u) | (c.out.empty() ? 0u : uint32_t(EPOLLOUT)));
+}
+
+// A request past kMaxRequestBytes: the replies so far and an error are sent, the connection is half-closed, and
+// what the client still sends is read and dropped until it closes.
+void ApiServer::refuse_oversized(int fd, Client &c)
+{
+    nlohmann::ordered_json e{{"ok", false},
+                             {"error", "request longer than " + std::to_string(kMaxRequestBytes) +
+                                           " bytes; closing the connection"}};
+    c.out += json_text(e) + "\n";
+    c.in.clear();
+    [[maybe_unused]] ssize_t n = ::write(fd, c.out.data(), c.out.size());
+    c.out.clear();
+    ::shutdown(fd, SHUT_WR);
+    c.discarding = true;
+    loop_.modify(fd, EPOLLIN | EPOLLRDHUP);
 }
 
 void ApiServer::close_client(int fd)
@@ -202,16 +223,10 @@ void ApiServer::on_client(int fd, uint32_t events)
             close_client(fd);
             return;
         }
+        if (c.discarding)
+            return;
         if (c.in.size() > kMaxRequestBytes && c.in.find('\n') == std::string::npos) {
-            nlohmann::ordered_json e{{"ok", false},
-                                     {"error", "request longer than " + std::to_string(kMaxRequestBytes) +
-                                                   " bytes without a newline; closing the connection"}};
-            c.out += json_text(e) + "\n";
-            c.in.clear();
-            [[maybe_unused]] ssize_t n = ::write(fd, c.out.data(), c.out.size());  // small: fits the buffer
-            c.out.clear();
-            ::shutdown(fd, SHUT_WR);
-            c.discarding = true;
+            refuse_oversized(fd, c);
             return;
         }
     }
@@ -234,6 +249,11 @@ std::string ApiServer::handle_line(const std::string &line) { return *answer(lin
 std::optional<std::string> ApiServer::answer(const std::string &line, std::function<void(std::string)> later)
 {
     nlohmann::ordered_json reply;
+    // nlohmann-json takes a NUL byte for the end of its input: what follows would be ignored without a word.
+    if (line.find('\0') != std::string::npos) {
+        reply = {{"ok", false}, {"error", "request holds a NUL byte (write it as \\u0000 inside a string)"}};
+        return json_text(reply);
+    }
     // nlohmann-json prints (and copies) values recursively: a request nested a hundred thousand deep would
     // exhaust the stack when its id is echoed.
     if (Nesting n = measure_json(line); n.depth > kMaxNesting) {

@@ -69,6 +69,7 @@ class ApiServer {
     // The reply to one line, or nullopt when the handler answers later through `later` (when given).
     std::optional<std::string> answer(const std::string &line, std::function<void(std::string)> later);
     void update_events(int fd, const Client &c);
+    void refuse_oversized(int fd, Client &c);
     void serve_lines(int fd, Client &c);
     void accept_clients();
     void on_client(int fd, uint32_t events);
