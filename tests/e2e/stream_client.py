@@ -128,13 +128,21 @@ def main():
     def write_report(now):
         tmp = args.report + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"now": now, "started": started, "conns": [c.report(now) for c in conns]}, f)
+            json.dump({"now": now, "started": started, "client_pause": pause["longest"], "client_pause_end": pause["end"],
+                       "conns": [c.report(now) for c in conns]}, f)
         os.replace(tmp, args.report)
 
     next_send = time.monotonic()
     next_report = 0.0
+    # The client's own longest pause between two turns of its loop: a stall it measures while it was not
+    # running itself (a starved test machine) is not the network's.
+    pause = {"longest": 0.0, "end": None}
+    last_turn = time.monotonic()
     while not stop[0] and time.monotonic() - started < args.max_seconds:
         now = time.monotonic()
+        if now - last_turn > pause["longest"]:
+            pause["longest"], pause["end"] = now - last_turn, now
+        last_turn = now
         if now >= next_send:
             for c in conns:
                 if c.sock is None:

@@ -91,6 +91,7 @@ class Traffic:
         # hold where an earlier scenario's transfer went.
         source = c.fresh_client_address()
         self.iperf_expected = c.expected([(source, 1, VIP, IPERF_PORT, "tcp")], weights=weights, down=down)[0]
+        self.drops_before = self.drops()
         self.add_stream("open before", first_port, CONNS, weights, down)
         self.wrk = c.wrk()
         self.iperf = c.iperf(iperf_seconds, bitrate=IPERF_RATE, source=source)
@@ -115,6 +116,23 @@ class Traffic:
         self.streams.append((label, stream, {p: w["serving"] for p, w in zip(ports, want)}))
         return stream
 
+    def drops(self):
+        """Every running balancer's drop counters by reason and every agent's counters (diagnostics: where
+        packets went when a client stalled)."""
+        out = {}
+        for n in sorted(self.c.daemons):
+            if self.c.daemons[n].poll() is None:
+                try:
+                    out[f"node {n}"] = self.c.stats(n).get("drops", {})
+                except Exception as e:  # a node being killed; diagnostics only
+                    out[f"node {n}"] = {"unreadable": str(e)}
+        for i in sorted(self.c.agents):
+            try:
+                out[f"agent b{i}"] = self.c.agent_stats(i).get("counters", {})
+            except Exception as e:
+                out[f"agent b{i}"] = {"unreadable": str(e)}
+        return out
+
     def event(self, what):
         t = e2e.now()
         self.events.append((round(t - self.t0, 2), what))
@@ -131,6 +149,15 @@ class Traffic:
         servers = self.c.iperf_servers()
         iperf_on = [i for i, objs in servers.items() if len(objs) > self.iperf_before.get(i, 0)]
         lines, bad = [f"events (s from start): {self.events}"], []
+        after = self.drops()
+        grew = {}
+        for who, counts in after.items():
+            before = self.drops_before.get(who, {})
+            d = {k: v - before.get(k, 0) for k, v in counts.items()
+                 if isinstance(v, int) and v - before.get(k, 0) > 0}
+            if d:
+                grew[who] = d
+        lines.append(f"balancer drops and agent counters that grew: {grew or 'none'}")
         for label, report, want in reports:
             conns = report["conns"]
             errors = collections.Counter(x["error"].split(":")[0] for x in conns if x["error"])
@@ -144,7 +171,8 @@ class Traffic:
             lines.append(f"stream ({label}): {len(conns)} connections, resets {resets} {dict(errors)}, moved "
                          f"{len(moved)}, not where the reference says {len(misplaced)}, silent {len(silent)}, "
                          f"longest stall {stall:.3f} s (ending at "
-                         f"{None if stall_at is None else round(stall_at - self.t0, 2)} s)")
+                         f"{None if stall_at is None else round(stall_at - self.t0, 2)} s); the client's own longest pause "
+                         f"{report.get('client_pause', 0.0):.3f} s")
             if resets:
                 bad.append(f"stream ({label}): {resets} connections broke {dict(errors)}, e.g. "
                            f"{[(x['sport'], x['backends'], x['error'], round(x['error_at'] - self.t0, 2)) for x in conns if x['error']][:5]}")
@@ -156,7 +184,9 @@ class Traffic:
             if silent:
                 bad.append(f"stream ({label}): {len(silent)} connections silent since before the last change")
             if stall > stall_limit:
-                bad.append(f"stream ({label}): longest stall {stall:.3f} s > {stall_limit} s")
+                bad.append(f"stream ({label}): longest stall {stall:.3f} s > {stall_limit} s, ending at "
+                           f"{round(stall_at - self.t0, 2)} s; the client's own longest pause "
+                           f"{report.get('client_pause', 0.0):.3f} s; {grew or 'no drop counted'}")
         lines.append(f"wrk: {wrk['requests']} requests on {len(wrk['ports'])} connections, socket errors "
                      f"{wrk['errors']} (connect {wrk['connect']}, read {wrk['read']}, write {wrk['write']}, "
                      f"timeout {wrk['timeout']}), non-2xx {wrk['status']}, responses from another backend "
