@@ -1,10 +1,13 @@
 // An allocator for the table builder's large arrays (megabytes per pool, read at scattered places on
-// every health change): 2 MiB-aligned and marked MADV_HUGEPAGE, so that the kernel backs them with
-// transparent huge pages where it can (Debian's default THP mode is "madvise"). With 4 KiB pages each
-// scattered access is also a TLB miss, doubly costly in a virtual machine. Small arrays use plain new.
+// every health change): 2 MiB-aligned, so that where transparent huge pages are on for every process
+// (THP "always") the kernel can back them with huge pages when it has some free. They are deliberately
+// not marked MADV_HUGEPAGE: with Debian's default defrag mode ("madvise") a fault in a marked region
+// compacts memory synchronously, holding the process's mmap lock, and on a fragmented host that stalled
+// the control thread (its own page faults and mmap calls queue behind that lock) for 0.3-1.4 s while a
+// 2^24-bucket table was built off the thread. Huge pages save ~10 % of a health patch at 2^20 buckets
+// (179 vs 197 us, tests/bench table_bench): not worth a second of nothing probed or answered.
+// Small arrays use plain new.
 #pragma once
-
-#include <sys/mman.h>
 
 #include <cstddef>
 #include <cstdlib>
@@ -31,7 +34,6 @@ struct HugePageAllocator {
         void *p = std::aligned_alloc(kHuge, rounded);
         if (!p)
             throw std::bad_alloc();
-        madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without THP these are ordinary pages
         return static_cast<T *>(p);
     }
     void deallocate(T *p, size_t n)
