@@ -11,7 +11,7 @@ packages=(
     libdpdk-dev dpdk dpdk-dev libnuma-dev libpcap-dev
     libbpf-dev libxdp-dev bpftool clang llvm libclang-rt-14-dev libelf-dev zlib1g-dev
     libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev nlohmann-json3-dev
-    python3 python3-scapy python3-numpy python3-matplotlib iproute2 iputils-ping curl procps ethtool linux-perf nftables
+    python3 python3-cryptography python3-scapy python3-numpy python3-matplotlib iproute2 iputils-ping curl procps ethtool linux-perf nftables
     wrk iperf3
 )
 
