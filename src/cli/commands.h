@@ -13,5 +13,6 @@ void add_check_command(CLI::App &app, Action &action);
 void add_lookup_command(CLI::App &app, Action &action);  // offline, or live with --socket
 void add_plan_command(CLI::App &app, Action &action);    // offline, or live with --socket
 void add_live_commands(CLI::App &app, Action &action);   // status, vip, backend, health, stats, reload
+void add_quic_cid_command(CLI::App &app, Action &action); // QUIC-LB connection IDs: encode, decode (offline)
 
 }  // namespace understudy::cli

@@ -18,6 +18,7 @@ int main(int argc, char **argv)
     understudy::cli::add_lookup_command(app, action);
     understudy::cli::add_plan_command(app, action);
     understudy::cli::add_live_commands(app, action);
+    understudy::cli::add_quic_cid_command(app, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {

@@ -6,6 +6,7 @@
 #include "check.h"
 #include "core/config_diagnostics.h"
 #include "core/config_limits.h"
+#include "quiclb/quic_lb.h"
 
 #include <algorithm>
 #include <cctype>
@@ -290,6 +291,123 @@ class PoolHints {
     std::map<std::string, std::string> cache_;
 };
 
+std::string hex_text(const std::vector<uint8_t> &bytes)
+{
+    static const char digits[] = "0123456789abcdef";
+    std::string out;
+    for (uint8_t b : bytes)
+        out += {digits[b >> 4], digits[b & 15]};
+    return out;
+}
+
+// The lengths of one QUIC-LB configuration, as the draft bounds them; false when they are not usable.
+bool check_quic_lb_lengths(const QuicLbConfig &q, const std::string &qpath, Report &report)
+{
+    bool sid_ok = report.known(qpath + ".server_id_len"), nonce_ok = report.known(qpath + ".nonce_len");
+    if (sid_ok && (q.server_id_len < QUIC_LB_MIN_SERVER_ID_LEN || q.server_id_len > QUIC_LB_MAX_SERVER_ID_LEN)) {
+        report.problem(qpath + ".server_id_len",
+                       range_message(QUIC_LB_MIN_SERVER_ID_LEN, QUIC_LB_MAX_SERVER_ID_LEN, q.server_id_len));
+        sid_ok = false;
+    }
+    if (nonce_ok && (q.nonce_len < QUIC_LB_MIN_NONCE_LEN || q.nonce_len > QUIC_LB_MAX_NONCE_LEN)) {
+        report.problem(qpath + ".nonce_len", range_message(QUIC_LB_MIN_NONCE_LEN, QUIC_LB_MAX_NONCE_LEN, q.nonce_len));
+        nonce_ok = false;
+    }
+    if (sid_ok && nonce_ok && q.server_id_len + q.nonce_len > QUIC_LB_MAX_PLAINTEXT_LEN) {
+        report.problem(qpath + ".nonce_len", "server_id_len " + std::to_string(q.server_id_len) + " + nonce_len " +
+                                                 std::to_string(q.nonce_len) + " = " +
+                                                 std::to_string(q.server_id_len + q.nonce_len) +
+                                                 " octets; QUIC-LB allows at most 19 (CIDs are at most 20 octets)");
+        return false;
+    }
+    return sid_ok && nonce_ok;
+}
+
+// The server IDs of one configuration over the VIP's pool: explicit ones of the right length and naming a
+// backend of the pool, derived ones that fit, and no two backends with the same.
+void check_quic_lb_server_ids(const QuicLbConfig &q, const std::string &qpath, const Pool &pool, size_t pool_index,
+                              Report &report)
+{
+    std::string ids_path = qpath + ".server_ids";
+    std::unordered_map<uint32_t, size_t> backends;  // id -> index in the pool
+    for (size_t j = 0; j < pool.backends.size(); j++)
+        if (report.known(index("pool", pool_index) + "." + index("backend", j) + ".id"))
+            backends.emplace(pool.backends[j].id, j);
+    for (const auto &[id, sid] : q.server_ids) {
+        std::string field = join(ids_path, std::to_string(id));
+        if (!backends.count(id))
+            report.problem(field, "pool " + quote(pool.name) + " has no backend with id " + std::to_string(id));
+        else if (sid.size() != q.server_id_len)
+            report.problem(field, "server ID " + hex_text(sid) + " is " + std::to_string(sid.size()) +
+                                      " octets; server_id_len is " + std::to_string(q.server_id_len));
+    }
+    std::map<std::vector<uint8_t>, size_t> seen;  // server ID -> backend index
+    for (size_t j = 0; j < pool.backends.size(); j++) {
+        const Backend &b = pool.backends[j];
+        std::string bpath = index("pool", pool_index) + "." + index("backend", j);
+        if (!report.known(bpath + ".id") || backends.at(b.id) != j)
+            continue;
+        bool explicit_id = q.server_ids.count(b.id) != 0;
+        std::vector<uint8_t> sid = quic_server_id(q, b.id);
+        // Where the server ID comes from: its server_ids entry, else the configuration (whose length it misses).
+        std::string field = explicit_id ? join(ids_path, std::to_string(b.id)) : qpath + ".server_id_len";
+        if (sid.empty()) {
+            report.problem(field, "backend id " + std::to_string(b.id) + " (" + report.ref(bpath) + ") does not fit " +
+                                      std::to_string(q.server_id_len) + (q.server_id_len == 1 ? " octet" : " octets") +
+                                      " as a server ID: give it one in server_ids");
+            continue;
+        }
+        if (sid.size() != q.server_id_len)
+            continue;  // reported above
+        auto [it, fresh] = seen.emplace(sid, j);
+        if (!fresh) {
+            const Backend &other = pool.backends[it->second];
+            if (!explicit_id)
+                field = q.server_ids.count(other.id) ? join(ids_path, std::to_string(other.id)) : qpath;
+            report.problem(field, "server ID " + hex_text(sid) + " of backend " + std::to_string(b.id) +
+                                      " is also that of backend " + std::to_string(other.id) + " (" +
+                                      (q.server_ids.count(other.id) ? "given in server_ids" : "derived from its id") +
+                                      "): server IDs must be unique within a configuration");
+        }
+    }
+}
+
+// A VIP's QUIC-LB configurations: UDP only, at most one per codepoint 0-6, lengths the draft allows, and a
+// distinct server ID for every backend of the pool under each.
+void check_quic_lb(const Vip &v, size_t vip_index, const Pool *pool, size_t pool_index, Report &report)
+{
+    std::string path = index("vip", vip_index);
+    if (v.quic_lb.empty())
+        return;
+    if (report.known(path + ".protocol") && v.protocol != Protocol::udp)
+        report.problem(path + ".quic_lb", "QUIC-LB needs protocol = \"udp\" (QUIC runs over UDP); this VIP is " +
+                                              std::string(to_string(v.protocol)));
+    if (v.quic_lb.size() > QUIC_LB_CODEPOINTS)
+        report.problem(path + ".quic_lb", std::to_string(v.quic_lb.size()) +
+                                              " configurations; at most 7, one per codepoint 0-6");
+    std::map<unsigned, size_t> codepoints;
+    for (size_t k = 0; k < v.quic_lb.size(); k++) {
+        const QuicLbConfig &q = v.quic_lb[k];
+        std::string qpath = path + "." + index("quic_lb", k);
+        if (!report.known(qpath))
+            continue;
+        if (report.known(qpath + ".codepoint")) {
+            if (q.codepoint == QUIC_LB_UNROUTABLE_CODEPOINT)
+                report.problem(qpath + ".codepoint",
+                               "codepoint 7 is reserved: it marks connection IDs of servers with no configuration "
+                               "(unroutable); use 0-6");
+            else if (q.codepoint >= QUIC_LB_CODEPOINTS)
+                report.problem(qpath + ".codepoint", range_message(0, QUIC_LB_CODEPOINTS - 1, q.codepoint));
+            else if (auto [it, fresh] = codepoints.emplace(q.codepoint, k); !fresh)
+                report.problem(qpath + ".codepoint", "duplicate codepoint " + std::to_string(q.codepoint) +
+                                                         ", also used by " +
+                                                         report.ref(path + "." + index("quic_lb", it->second)));
+        }
+        if (check_quic_lb_lengths(q, qpath, report) && pool)
+            check_quic_lb_server_ids(q, qpath, *pool, pool_index, report);
+    }
+}
+
 void check_vips(const Config &config, Report &report)
 {
     if (config.vips.size() > kMaxDataplaneVips)
@@ -321,9 +439,13 @@ void check_vips(const Config &config, Report &report)
                 report.problem(path + ".address", "duplicate VIP " + vip_text(v) + ", also defined by " +
                                                       report.ref(index("vip", it->second)));
         }
+        auto pool = report.known(path + ".pool") ? by_name.find(v.pool) : by_name.end();
+        if (pool == by_name.end())
+            check_quic_lb(v, i, nullptr, 0, report);
+        else
+            check_quic_lb(v, i, &config.pools[pool->second], pool->second, report);
         if (!report.known(path + ".pool"))
             continue;
-        auto pool = by_name.find(v.pool);
         if (pool == by_name.end()) {
             if (names_known)
                 report.problem(path + ".pool", "no pool named " + quote(v.pool) + hint(v.pool));
@@ -614,8 +736,11 @@ Report model_report(const Config &config)
         for (size_t j = 0; j < config.pools[i].backends.size(); j++)
             set_line(index("pool", i) + "." + index("backend", j), config.pools[i].backends[j].line);
     }
-    for (size_t i = 0; i < config.vips.size(); i++)
+    for (size_t i = 0; i < config.vips.size(); i++) {
         set_line(index("vip", i), config.vips[i].line);
+        for (size_t k = 0; k < config.vips[i].quic_lb.size(); k++)
+            set_line(index("vip", i) + "." + index("quic_lb", k), config.vips[i].quic_lb[k].line);
+    }
     set_line("agent", config.agent.line);
     return report;
 }

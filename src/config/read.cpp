@@ -8,6 +8,7 @@
 #include "core/config_limits.h"
 #include "core/config_names.h"
 #include "nesting.h"
+#include "quiclb/quic_lb.h"
 
 #include <toml++/toml.h>
 
@@ -344,12 +345,84 @@ Pool read_pool(const toml::table &table, const std::string &path, const HealthCo
     return p;
 }
 
+// "0a01" -> {0x0a, 0x01}: an even number of hex digits.
+std::optional<std::vector<uint8_t>> parse_hex(std::string_view text)
+{
+    auto digit = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                                                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+    if (text.empty() || text.size() % 2)
+        return std::nullopt;
+    std::vector<uint8_t> out;
+    for (size_t i = 0; i < text.size(); i += 2) {
+        int hi = digit(text[i]), lo = digit(text[i + 1]);
+        if (hi < 0 || lo < 0)
+            return std::nullopt;
+        out.push_back(uint8_t(hi << 4 | lo));
+    }
+    return out;
+}
+
+// server_ids = { 1 = "0a01", 2 = "0a02" }: backend id -> server ID in hex. Lengths are checked against
+// server_id_len by check.cpp, so that a model built in code gets the same messages.
+void read_server_ids(const toml::table &table, const std::string &path, QuicLbConfig &q, Report &report)
+{
+    for (auto &&[key, node] : table) {
+        std::string field = join(path, key.str());
+        report.set_line(field, static_cast<int>(key.source().begin.line));
+        std::string_view id_text = key.str();
+        uint32_t id = 0;
+        bool id_ok = !id_text.empty() && id_text.size() <= 10 && id_text.find_first_not_of("0123456789") == std::string_view::npos;
+        if (id_ok) {
+            uint64_t v = std::stoull(std::string(id_text));
+            id_ok = v >= 1 && v <= 4294967294;
+            id = uint32_t(v);
+        }
+        if (!id_ok) {
+            report.reject(field, "keys are backend ids (1-4294967294), not " + quote(id_text));
+            continue;
+        }
+        if (has_nul(node))
+            continue;
+        auto sid = node.is_string() ? parse_hex(node.as_string()->get()) : std::nullopt;
+        if (!node.is_string())
+            report.reject(field, "must be a string of hex digits (the server ID), not " + type_name(node));
+        else if (!sid)
+            report.reject(field, quote(node.as_string()->get()) + " is not a server ID in hex (e.g. \"0a01\")");
+        else
+            q.server_ids[id] = *sid;
+    }
+}
+
+QuicLbConfig read_quic_lb(const toml::table &table, const std::string &path, Report &report)
+{
+    QuicLbConfig q;
+    q.line = line_of(table);
+    Section s(table, path, report, {"codepoint", "server_id_len", "nonce_len", "key", "encode_length", "server_ids"});
+    if (s.require("codepoint", "0-6, the first CID octet's 3 high bits"))
+        s.integer("codepoint", q.codepoint, 0, QUIC_LB_CODEPOINTS - 1);
+    if (s.require("server_id_len", "octets, 1-15"))
+        s.integer("server_id_len", q.server_id_len, QUIC_LB_MIN_SERVER_ID_LEN, QUIC_LB_MAX_SERVER_ID_LEN);
+    if (s.require("nonce_len", "octets, 4-18"))
+        s.integer("nonce_len", q.nonce_len, QUIC_LB_MIN_NONCE_LEN, QUIC_LB_MAX_NONCE_LEN);
+    if (auto text = s.string("key")) {
+        if (auto key = parse_secret_hex(*text))
+            q.key = *key;
+        else
+            s.reject("key", key.error() + " (an AES-128 key; leave it out for plaintext server IDs)");
+    }
+    s.boolean("encode_length", q.encode_length);
+    if (const toml::table *ids = s.table("server_ids"))
+        read_server_ids(*ids, s.field("server_ids"), q, report);
+    return q;
+}
+
 Vip read_vip(const toml::table &table, const std::string &path, Report &report)
 {
     Vip v;
     v.line = line_of(table);
     Section s(table, path, report,
-              {"address", "port", "protocol", "pool", "method", "affinity", "conn_table", "conn_idle_timeout_s"});
+              {"address", "port", "protocol", "pool", "method", "affinity", "conn_table", "conn_idle_timeout_s",
+               "quic_lb"});
     if (s.require("address", "the VIP's IPv4 or IPv6 address"))
         s.address("address", v.address);
     if (s.require("port", "1-65535"))
@@ -361,6 +434,10 @@ Vip read_vip(const toml::table &table, const std::string &path, Report &report)
     s.enumeration("affinity", v.affinity, kAffinities);
     s.boolean("conn_table", v.conn_table);
     s.integer("conn_idle_timeout_s", v.conn_idle_timeout_s, 1, std::numeric_limits<uint32_t>::max());
+    if (const toml::array *configs = s.tables("quic_lb"))
+        for_each_table(*configs, "quic_lb", path, report, [&](const toml::table *t, const std::string &qpath) {
+            v.quic_lb.push_back(t ? read_quic_lb(*t, qpath, report) : QuicLbConfig{});
+        });
     return v;
 }
 

@@ -62,6 +62,33 @@ struct Pool {
     int line = 0;
 };
 
+// One QUIC-LB configuration of a UDP VIP (draft-ietf-quic-load-balancers-21, docs/quic-lb.md): the connection
+// IDs whose first octet's 3 high bits are `codepoint` carry a server ID of server_id_len octets, encrypted
+// when there is a key (plaintext without; one AES block when server_id_len + nonce_len = 16; else four-pass).
+struct QuicLbConfig {
+    uint8_t codepoint = 0;              // 0-6; 7 marks unroutable connection IDs
+    uint8_t server_id_len = 0;          // octets, 1-15
+    uint8_t nonce_len = 0;              // octets, 4-18; with server_id_len at most 19
+    std::optional<std::array<uint8_t, 16>> key;  // AES-128
+    bool encode_length = false;         // servers write the CID length into the first octet's low 5 bits
+    std::map<uint32_t, std::vector<uint8_t>> server_ids;  // by backend id; the others' derive from their id
+    int line = 0;
+};
+
+// The server ID of backend `backend_id` under `q`: its server_ids entry, else the id big-endian in
+// server_id_len octets; empty when the id does not fit (validate_config() reports that).
+inline std::vector<uint8_t> quic_server_id(const QuicLbConfig &q, uint32_t backend_id)
+{
+    if (auto it = q.server_ids.find(backend_id); it != q.server_ids.end())
+        return it->second;
+    if (q.server_id_len < 4 && backend_id >> (8 * q.server_id_len) != 0)
+        return {};
+    std::vector<uint8_t> id(q.server_id_len);
+    for (size_t i = id.size(); i-- > 0; backend_id >>= 8)
+        id[i] = uint8_t(backend_id);
+    return id;
+}
+
 struct Vip {
     Address address;
     uint16_t port = 0;
@@ -71,6 +98,7 @@ struct Vip {
     Affinity affinity = Affinity::flow;
     bool conn_table = true;             // keep established flows on the server they started on
     uint32_t conn_idle_timeout_s = 300; // forget a flow after this much silence
+    std::vector<QuicLbConfig> quic_lb;  // protocol udp only, at most 7 (one per codepoint)
     int line = 0;
 };
 
