@@ -3,6 +3,7 @@
 #include "quic_lb.h"
 
 #include <string.h>
+#include <smmintrin.h>
 #include <wmmintrin.h>
 
 /* Key expansion, one round: FIPS-197's RotWord/SubWord/Rcon come from aeskeygenassist, the running XOR of
@@ -69,6 +70,22 @@ void quic_lb_aes_decrypt_block(const struct quic_lb_config *config, const uint8_
     _mm_storeu_si128((__m128i *)out, decrypt(config, _mm_loadu_si128((const __m128i *)in)));
 }
 
+/* The Feistel halves' masks and expand()'s constant octets, computed once per configuration. */
+static void prepare_feistel(struct quic_lb_config *config)
+{
+    size_t len = (size_t)config->server_id_len + config->nonce_len;
+    size_t half_len = (len + 1) / 2;
+    memset(config->feistel_masks, 0, sizeof config->feistel_masks);
+    memset(config->feistel_masks[0], 0xff, half_len);
+    memset(config->feistel_masks[1], 0xff, half_len);
+    if (len & 1) {
+        config->feistel_masks[0][half_len - 1] = 0xf0;
+        config->feistel_masks[1][0] = 0x0f;
+    }
+    memset(config->feistel_tail, 0, sizeof config->feistel_tail);
+    config->feistel_tail[14] = (uint8_t)len;
+}
+
 enum quic_lb_status quic_lb_config_init(struct quic_lb_config *config, unsigned codepoint, unsigned server_id_len,
                                         unsigned nonce_len, const uint8_t key[QUIC_LB_KEY_LEN])
 {
@@ -88,88 +105,68 @@ enum quic_lb_status quic_lb_config_init(struct quic_lb_config *config, unsigned 
     config->codepoint = (uint8_t)codepoint;
     config->server_id_len = (uint8_t)server_id_len;
     config->nonce_len = (uint8_t)nonce_len;
-    if (!key)
-        config->algorithm = QUIC_LB_PLAINTEXT;
-    else
-        config->algorithm = server_id_len + nonce_len == 16 ? QUIC_LB_SINGLE_PASS : QUIC_LB_FOUR_PASS;
+    config->algorithm = !key                                ? QUIC_LB_PLAINTEXT
+                        : server_id_len + nonce_len == 16 ? QUIC_LB_SINGLE_PASS
+                                                          : QUIC_LB_FOUR_PASS;
     if (key)
         expand_key(config, key);
+    prepare_feistel(config);
     return QUIC_LB_OK;
 }
 
 /* The four-pass Feistel network. Its halves are half_len = ceil(len / 2) octets; when len is odd the middle
  * octet is shared: the left half keeps its high nibble, the right half its low one, and the other nibble is
- * kept at zero after every pass. */
-struct feistel {
-    const struct quic_lb_config *config;
-    size_t len;       /* server ID + nonce */
-    size_t half_len;
-    int odd;
-};
+ * kept at zero after every pass. A half lives in the first half_len octets of an SSE register, zeros after,
+ * which is also how expand() wants it: the pass's input is the half ORed with (len, pass) in octets 14, 15. */
+static __m128i load_mask(const uint8_t mask[16]) { return _mm_load_si128((const __m128i *)mask); }
 
-static struct feistel feistel_of(const struct quic_lb_config *config)
+/* half ^ truncate(AES(expand(len, pass, other)), half_len), the shared nibble cleared by the half's mask. */
+static __m128i feistel_pass(const struct quic_lb_config *config, unsigned pass, __m128i other, __m128i half,
+                            __m128i half_mask)
 {
-    struct feistel f;
-    f.config = config;
-    f.len = (size_t)config->server_id_len + config->nonce_len;
-    f.half_len = (f.len + 1) / 2;
-    f.odd = (int)(f.len & 1);
-    return f;
+    __m128i block = _mm_or_si128(other, _mm_insert_epi8(load_mask(config->feistel_tail), (int)pass, 15));
+    return _mm_xor_si128(half, _mm_and_si128(encrypt(config, block), half_mask));
 }
 
-/* half ^= truncate(AES(expand(len, pass, other)), half_len), then the shared nibble of `half` cleared:
- * writing_left says which half that is (the left one keeps the high nibble of its last octet). */
-static void feistel_pass(const struct feistel *f, unsigned pass, const uint8_t *other, uint8_t *half,
-                         int writing_left)
+/* The two halves of a len-octet string (plaintext or ciphertext), read from a buffer of at least 16 + len
+ * octets so that the unaligned loads stay inside it. */
+static void feistel_split(const struct quic_lb_config *config, const uint8_t *buf, __m128i *left, __m128i *right)
 {
-    uint8_t block[16] = {0};
-    memcpy(block, other, f->half_len);
-    block[14] = (uint8_t)f->len;
-    block[15] = (uint8_t)pass;
-    quic_lb_aes_encrypt_block(f->config, block, block);
-    for (size_t i = 0; i < f->half_len; i++)
-        half[i] ^= block[i];
-    if (f->odd) {
-        if (writing_left)
-            half[f->half_len - 1] &= 0xf0;
-        else
-            half[0] &= 0x0f;
-    }
+    size_t len = (size_t)config->server_id_len + config->nonce_len;
+    size_t half_len = (len + 1) / 2;
+    *left = _mm_and_si128(_mm_loadu_si128((const __m128i *)buf), load_mask(config->feistel_masks[0]));
+    *right = _mm_and_si128(_mm_loadu_si128((const __m128i *)(buf + len - half_len)), load_mask(config->feistel_masks[1]));
 }
 
-/* The two halves of a len-octet string (plaintext or ciphertext). */
-static void feistel_split(const struct feistel *f, const uint8_t *in, uint8_t *left, uint8_t *right)
+/* The inverse of feistel_split into out (len octets): the shared octet is the OR of the two nibbles. */
+static void feistel_join(const struct quic_lb_config *config, __m128i left, __m128i right, uint8_t *out)
 {
-    memcpy(left, in, f->half_len);
-    memcpy(right, in + f->len - f->half_len, f->half_len);
-    if (f->odd) {
-        left[f->half_len - 1] &= 0xf0;
-        right[0] &= 0x0f;
-    }
-}
-
-/* The inverse of feistel_split: the shared octet is the OR of the two nibbles, each half's other one zero. */
-static void feistel_join(const struct feistel *f, const uint8_t *left, const uint8_t *right, uint8_t *out)
-{
-    memcpy(out + f->len - f->half_len, right, f->half_len);
-    if (f->odd) {
-        memcpy(out, left, f->half_len - 1);
-        out[f->half_len - 1] = (uint8_t)(left[f->half_len - 1] | right[0]);
+    size_t len = (size_t)config->server_id_len + config->nonce_len;
+    size_t half_len = (len + 1) / 2;
+    uint8_t l[16], r[16];
+    _mm_storeu_si128((__m128i *)l, left);
+    _mm_storeu_si128((__m128i *)r, right);
+    if (len & 1) {
+        memcpy(out, l, half_len - 1);
+        out[half_len - 1] = (uint8_t)(l[half_len - 1] | r[0]);
+        memcpy(out + half_len, r + 1, half_len - 1);
     } else {
-        memcpy(out, left, f->half_len);
+        memcpy(out, l, half_len);
+        memcpy(out + half_len, r, half_len);
     }
 }
 
 static void four_pass_encrypt(const struct quic_lb_config *config, const uint8_t *plaintext, uint8_t *out)
 {
-    struct feistel f = feistel_of(config);
-    uint8_t left[10], right[10];
-    feistel_split(&f, plaintext, left, right);
-    feistel_pass(&f, 1, left, right, 0);  /* right_1 */
-    feistel_pass(&f, 2, right, left, 1);  /* left_1 */
-    feistel_pass(&f, 3, left, right, 0);  /* right_2 */
-    feistel_pass(&f, 4, right, left, 1);  /* left_2 */
-    feistel_join(&f, left, right, out);
+    uint8_t buf[16 + QUIC_LB_MAX_PLAINTEXT_LEN] = {0};
+    memcpy(buf, plaintext, (size_t)config->server_id_len + config->nonce_len);
+    __m128i left, right, left_mask = load_mask(config->feistel_masks[0]), right_mask = load_mask(config->feistel_masks[1]);
+    feistel_split(config, buf, &left, &right);
+    right = feistel_pass(config, 1, left, right, right_mask);  /* right_1 */
+    left = feistel_pass(config, 2, right, left, left_mask);    /* left_1 */
+    right = feistel_pass(config, 3, left, right, right_mask);  /* right_2 */
+    left = feistel_pass(config, 4, right, left, left_mask);    /* left_2 */
+    feistel_join(config, left, right, out);
 }
 
 /* Decrypts the server ID, or with whole set the server ID and the nonce, into out (len octets; only the
@@ -178,17 +175,20 @@ static void four_pass_encrypt(const struct quic_lb_config *config, const uint8_t
 static void four_pass_decrypt(const struct quic_lb_config *config, const uint8_t *ciphertext, uint8_t *out,
                               int whole)
 {
-    struct feistel f = feistel_of(config);
-    uint8_t left[10], right[10];
-    feistel_split(&f, ciphertext, left, right);
-    feistel_pass(&f, 4, right, left, 1);  /* left_1 */
-    feistel_pass(&f, 3, left, right, 0);  /* right_1 */
-    feistel_pass(&f, 2, right, left, 1);  /* left_0 */
+    uint8_t buf[16 + QUIC_LB_MAX_PLAINTEXT_LEN] = {0};
+    memcpy(buf, ciphertext, (size_t)config->server_id_len + config->nonce_len);
+    __m128i left, right, left_mask = load_mask(config->feistel_masks[0]), right_mask = load_mask(config->feistel_masks[1]);
+    feistel_split(config, buf, &left, &right);
+    left = feistel_pass(config, 4, right, left, left_mask);    /* left_1 */
+    right = feistel_pass(config, 3, left, right, right_mask);  /* right_1 */
+    left = feistel_pass(config, 2, right, left, left_mask);    /* left_0 */
     if (whole || config->server_id_len > config->nonce_len) {
-        feistel_pass(&f, 1, left, right, 0);  /* right_0 */
-        feistel_join(&f, left, right, out);
+        right = feistel_pass(config, 1, left, right, right_mask);  /* right_0 */
+        feistel_join(config, left, right, out);
     } else {
-        memcpy(out, left, config->server_id_len);
+        uint8_t l[16];
+        _mm_storeu_si128((__m128i *)l, left);
+        memcpy(out, l, config->server_id_len);
     }
 }
 
@@ -295,7 +295,7 @@ const char *quic_lb_strerror(enum quic_lb_status status)
     case QUIC_LB_ERR_NO_AESNI: return "this CPU has no AES-NI, which encrypted configurations need";
     case QUIC_LB_ERR_CID_EMPTY: return "the connection ID is empty";
     case QUIC_LB_ERR_CID_TOO_LONG: return "the connection ID is longer than 20 octets";
-    case QUIC_LB_ERR_CID_UNROUTABLE: return "codepoint 7: the server had no configuration (unroutable)";
+    case QUIC_LB_ERR_CID_UNROUTABLE: return "codepoint 7: made by a server with no QUIC-LB configuration";
     case QUIC_LB_ERR_CID_CODEPOINT: return "the connection ID names another configuration";
     case QUIC_LB_ERR_CID_TOO_SHORT: return "the connection ID is shorter than 1 + server ID + nonce octets";
     case QUIC_LB_ERR_LOW_BITS: return "the first octet's low bits must be 0-31 or QUIC_LB_LENGTH_BITS";

@@ -58,6 +58,8 @@ enum quic_lb_status {
 struct quic_lb_config {
     QUIC_LB_ALIGN16 uint8_t enc_round_keys[11][16];  /* AES-128 encryption schedule */
     QUIC_LB_ALIGN16 uint8_t dec_round_keys[11][16];  /* the equivalent inverse cipher's, for single pass */
+    QUIC_LB_ALIGN16 uint8_t feistel_masks[2][16];    /* four-pass: the left and right halves' octets */
+    QUIC_LB_ALIGN16 uint8_t feistel_tail[16];        /* four-pass: expand()'s length octet */
     uint8_t codepoint;
     uint8_t server_id_len;
     uint8_t nonce_len;
