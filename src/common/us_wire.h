@@ -94,6 +94,7 @@ enum us_drop_reason {
     X(conn_hits, "connection-table hits")                                                                   \
     X(conn_misses, "connection-table misses (new flows)")                                                   \
     X(conn_evictions, "connection-table entries replaced before they expired")                              \
+    X(conn_evictions_confirmed, "of conn_evictions: entries of confirmed flows (seen again, not a SYN)")    \
     X(conn_stale, "connection-table entries whose server was no longer operational")                        \
     X(icmp_too_big_sent, "ICMP frag-needed / ICMPv6 packet-too-big sent to clients (drop reason too_big)")
 

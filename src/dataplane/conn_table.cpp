@@ -28,7 +28,7 @@ uint64_t conn_table_occupancy(const ConnTable &table, uint32_t now, uint32_t max
     uint64_t n = 0;
     for (uint64_t s = 0; s <= table.set_mask; s++)
         for (const auto &e : table.sets[s].way)
-            n += e.tag != 0 && now - e.last_seen <= max_idle;
+            n += e.tag != 0 && conn_age(e, now) <= max_idle;
     return n;
 }
 

@@ -6,6 +6,7 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_prefetch.h>
+#include <rte_tcp.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -118,8 +119,19 @@ static inline void locate(Worker &w, Pending &q, uint64_t hash)
     }
 }
 
+// Whether the packet is a TCP segment with SYN set: it opens a flow (or repeats the opening) and never
+// confirms a connection-table entry. The parser has checked the whole TCP header of such packets.
+static inline bool tcp_syn(const Pending &q)
+{
+    if (q.p.proto != US_IPPROTO_TCP || q.p.fragment || q.p.icmp_error)
+        return false;
+    return rte_pktmbuf_mtod(q.m, const uint8_t *)[q.p.l4_offset + 13] & RTE_TCP_SYN_FLAG;
+}
+
 // Where a VIP packet goes: the connection table's server for an established flow while it stays
-// operational, else the bucket's serving server.
+// operational, else the bucket's serving server. A new flow's entry starts unconfirmed; a later packet that
+// is not a TCP SYN confirms it, and new flows evict confirmed entries only from sets with no other room, and
+// never with a SYN (conn_insert).
 static inline uint16_t choose_server(Worker &w, const Pending &q, const us_bucket_entry &e, uint32_t now,
                                      uint8_t &flags)
 {
@@ -127,11 +139,15 @@ static inline uint16_t choose_server(Worker &w, const Pending &q, const us_bucke
         return e.serving;
     const Pool &pool = *q.pool;
     ConnEntry *c = conn_find(*q.set, q.tag, now, q.vip->idle_ticks);
+    bool confirmed = false;
+    bool syn;
     if (c) {
+        syn = tcp_syn(q);
+        confirmed = conn_confirmed(*c) || !syn;
         if (c->slot < pool.n_backends && pool.backends[c->slot].operational &&
             uint16_t(pool.backends[c->slot].id) == c->id_check) {
             count(w.stats.counters[US_CTR_conn_hits]);
-            c->last_seen = now;
+            c->last_seen = conn_stamp(now, confirmed);
             if (c->slot != e.serving)
                 flags |= US_GUE_F_PINNED;
             return c->slot;
@@ -139,11 +155,14 @@ static inline uint16_t choose_server(Worker &w, const Pending &q, const us_bucke
         count(w.stats.counters[US_CTR_conn_stale]);
     } else {
         count(w.stats.counters[US_CTR_conn_misses]);
+        syn = tcp_syn(q);
     }
     if (e.serving != US_NO_SERVER) {
-        bool evicted =
-            conn_insert(*q.set, q.tag, e.serving, uint16_t(pool.backends[e.serving].id), now, q.vip->idle_ticks);
-        count(w.stats.counters[US_CTR_conn_evictions], evicted);
+        ConnInsert done = conn_insert(*q.set, q.tag, e.serving, uint16_t(pool.backends[e.serving].id), now,
+                                      q.vip->idle_ticks, confirmed, syn);
+        count(w.stats.counters[US_CTR_conn_evictions],
+              done == ConnInsert::evicted_unconfirmed || done == ConnInsert::evicted_confirmed);
+        count(w.stats.counters[US_CTR_conn_evictions_confirmed], done == ConnInsert::evicted_confirmed);
     }
     return e.serving;
 }

@@ -137,7 +137,8 @@ void conn_lookup(benchmark::State &state, uint32_t flows, bool hit)
     }
     const std::vector<uint64_t> hashes = flow_hashes(false, flows);
     for (uint64_t h : hashes)
-        dp::conn_insert(dp::conn_set(table, dp::conn_tag(h, 0)), dp::conn_tag(h, 0), 1, 1, 1, 1u << 30);
+        dp::conn_insert(dp::conn_set(table, dp::conn_tag(h, 0)), dp::conn_tag(h, 0), 1, 1, 1, 1u << 30, true,
+                        false);
     std::vector<uint64_t> probes(flows);
     std::mt19937_64 rng(2);
     for (uint32_t i = 0; i < flows; i++)

@@ -133,7 +133,7 @@ class Pipeline {
             for (uint16_t i = 0; i < n; i++)
                 in[i] = tcp_frame(vip, uint16_t(first + i), flags);
             BurstOut out;
-            process_burst(w_, s, in, n, 1000, out);
+            process_burst(w_, s, in, n, now, out);
             EXPECT_EQ(out.n_tx, n);
             for (uint16_t i = 0; i < out.n_tx; i++) {
                 served.push_back(rte_pktmbuf_mtod(out.tx[i], const uint8_t *)[14 + 19]);
@@ -142,7 +142,17 @@ class Pipeline {
         }
         return served;
     }
+    // One burst, all forwarded (and freed).
+    void burst(const Snapshot &s, rte_mbuf **in, uint16_t n)
+    {
+        BurstOut out;
+        process_burst(w_, s, in, n, now, out);
+        EXPECT_EQ(out.n_tx, n);
+        for (uint16_t i = 0; i < out.n_tx; i++)
+            rte_pktmbuf_free(out.tx[i]);
+    }
     uint64_t counter(int c) const { return w_.stats.counters[c]; }
+    uint32_t now = 1000;  // connection-table ticks of the next bursts
 
   private:
     Worker w_;
@@ -206,6 +216,45 @@ TEST(ConnTable, PinsSurviveRemovingAnEarlierVip)
         moved += unpinned[i] != first[i];
     EXPECT_GT(moved, int(kFlows) / 10);
     EXPECT_EQ(std::count(first.begin(), first.end(), 5), 0);
+}
+
+// A SYN flood (every packet a new flow, many more than the table holds) between an established flow's
+// handshake and its next packets, with a backend added meanwhile: the flows that completed their handshake
+// (SYN, then ACK) are confirmed and keep their servers; flows that only ever sent SYNs (twice) are not, and
+// the flood (~15 new flows per set) takes their entries.
+TEST(ConnTable, EstablishedFlowsKeepTheirPinsUnderASynFlood)
+{
+    StatIndex stats;
+    auto before = make_world(make_config({make_vip("192.0.2.2", 80)}, 4), stats, 1);
+    auto after = make_world(make_config({make_vip("192.0.2.2", 80)}, 5), stats, 2);
+    constexpr uint16_t kSynOnly = 640, kFlood = 60000;  // flows 512-639 send SYNs only; the flood 1000-60999
+
+    Pipeline lb;
+    std::vector<int> first = lb.send(*before->snapshot, kVipY, kSynOnly, 0x02);  // SYN
+    lb.now = 1001;
+    lb.send(*before->snapshot, kVipY, kFlows, 0x10);                             // ACK: confirmed
+    lb.send(*before->snapshot, kVipY, kSynOnly, 0x02);                           // SYN again: 512-639 not
+    EXPECT_EQ(lb.counter(US_CTR_conn_hits), kFlows + kSynOnly);
+
+    lb.now = 2000;  // the flood is fresher than every established entry: the stalest are the established
+    for (uint16_t first_flow = 1000; first_flow < 1000 + kFlood; first_flow += kBurst) {
+        rte_mbuf *in[kBurst];
+        for (uint16_t i = 0; i < kBurst; i++)
+            in[i] = tcp_frame(kVipY, uint16_t(first_flow + i), 0x02);
+        lb.burst(*after->snapshot, in, kBurst);
+    }
+    EXPECT_GT(lb.counter(US_CTR_conn_evictions), uint64_t(kFlood) / 2);
+    EXPECT_EQ(lb.counter(US_CTR_conn_evictions_confirmed), 0u);
+
+    lb.now = 2500;
+    uint64_t hits = lb.counter(US_CTR_conn_hits);
+    std::vector<int> later = lb.send(*after->snapshot, kVipY, kFlows, 0x10);
+    EXPECT_EQ(later, std::vector<int>(first.begin(), first.begin() + kFlows))
+        << "established flows lost their pins to the flood";
+    EXPECT_EQ(lb.counter(US_CTR_conn_hits) - hits, kFlows);
+    hits = lb.counter(US_CTR_conn_hits);
+    lb.send(*after->snapshot, kVipY, kSynOnly, 0x10);
+    EXPECT_EQ(lb.counter(US_CTR_conn_hits) - hits, kFlows) << "SYN-only flows kept entries through the flood";
 }
 
 TEST(ConnTable, VipsDoNotShareEntries)
