@@ -24,7 +24,18 @@ MIN_PACKETS = 8000    # captures hold at least this many packets, whatever the n
 MBUF_BYTES = 2432     # one mbuf with its 2,176-byte buffer and mempool headers
 MBUF_MARGIN = 16384   # packets in flight and per-lcore caches, on top of the capture's copies
 
-HEAD = {"family": "v4", "flows": 1000000, "conn": True, "method": "gue", "backends": 16, "primary_down": False}
+HEAD = {"family": "v4", "flows": 1000000, "conn": True, "method": "gue", "backends": 16, "primary_down": False,
+        "traffic": "steady"}
+
+# New-flow floods (gen_pcap.py --traffic): every flood packet a TCP SYN of a new flow from a random source. The
+# connection table is 2^18 entries (65,536 sets) so that a capture of 10^6 flows is 15 new flows per set
+# each time it loops and no flood flow finds its entry of the loop before (net_pcap replays the capture).
+# mixed: ESTABLISHED flows to a second VIP, confirmed by their handshake first, then flood and established
+# packets in turn; after the warm-up a backend of weight 65,535 joins the established flows' pool, so that a
+# flow that loses its pin goes to it (measured from the per-backend counters).
+FLOOD_TABLE = 1 << 18
+FLOOD_PACKETS = 1000000
+ADDED_WEIGHT = 65535
 
 
 def _case(name, **changes):
@@ -46,6 +57,13 @@ CASES = [
     _case("primary-down", primary_down=True),
     _case("ipv6-udp", family="v6"),
     _case("ipv6-udp-flows-10k", family="v6", flows=10000),
+    _case("flood", traffic="flood", flows=FLOOD_PACKETS, flood=FLOOD_PACKETS, conn_table=FLOOD_TABLE),
+    # 16,384 established flows: a quarter of a flow per set (table 16x the established flows)
+    _case("mixed", traffic="mixed", flows=FLOOD_PACKETS // 2, established=FLOOD_TABLE // 16,
+          flood=FLOOD_PACKETS // 2 - FLOOD_TABLE // 16, conn_table=FLOOD_TABLE),
+    # 65,536 established flows: one per set, the sizing docs/configuration.md recommends (table 4x the flows)
+    _case("mixed-full", traffic="mixed", flows=FLOOD_PACKETS // 2, established=FLOOD_TABLE // 4,
+          flood=FLOOD_PACKETS // 2 - FLOOD_TABLE // 4, conn_table=FLOOD_TABLE),
 ]
 
 
@@ -112,6 +130,9 @@ def lcores_of(spec):
 def plan_captures(cases, cap, max_packets):
     """The capture each case runs over: packets = max(flows, MIN_PACKETS), capped; flows capped with it."""
     for c in cases:
+        if c["traffic"] != "steady":
+            plan_flood(c, cap, max_packets)
+            continue
         packets = max(c["flows"], MIN_PACKETS)
         if cap:
             packets = min(packets, cap)
@@ -124,8 +145,25 @@ def plan_captures(cases, cap, max_packets):
     return cases
 
 
+def plan_flood(c, cap, max_packets):
+    """flood: one packet per flood flow; mixed: the established flows' SYNs and ACKs, then flood and
+    established packets in turn. A cap shortens the flood."""
+    est = c.get("established", 0)
+    limit = min(x for x in (cap, max_packets, 1 << 62) if x)
+    c["flood"] = max(1, min(c["flood"], limit - 2 * est if c["traffic"] == "mixed" else limit))
+    c["packets"] = c["flood"] if c["traffic"] == "flood" else 2 * est + 2 * c["flood"]
+    c["flows"] = c["flows_measured"] = c["flood"] + est
+    c["frame_bytes"] = gen_pcap.DEFAULT_SIZE[c["family"]]
+    c["capture"] = "%s-%s-%s%dflood-%dpkts-%dB" % (c["family"], c["traffic"], "%dest-" % est if est else "",
+                                                  c["flood"], c["packets"], c["frame_bytes"])
+
+
 def make_capture(c, pcapdir):
     path = os.path.join(pcapdir, c["capture"] + ".pcap")
+    if not os.path.exists(path) and c["traffic"] != "steady":
+        log("bench: generating %s" % path)
+        gen_pcap.write(gen_pcap.parse_args(["--out", path, "--traffic", c["traffic"], "--flood", str(c["flood"]),
+                                            "--established", str(c.get("established", 0))]))
     if not os.path.exists(path):
         log("bench: generating %s" % path)
         gen_pcap.write(gen_pcap.parse_args(["--out", path, "--family", c["family"], "--flows", str(c["flows_measured"]),
@@ -150,9 +188,58 @@ def run_daemon_case(a, bins, c, pcap, rundir, tag, lcores, mbufs):
     d = daemon.Daemon(bins, c, pcap, rundir, tag, lcores, mbufs=mbufs, rt=a.rt)
     try:
         d.start(timeout=300)
+        if c["traffic"] == "mixed":
+            return measure_mixed(a, d, c)
+        if c["traffic"] == "flood":
+            time.sleep(a.warmup)
+            before = d.memory()
+            r = daemon.measure(d, 0, a.window)
+            r["memory"] = {"before": before, "after": d.memory()}
+            return r
         return daemon.measure(d, a.warmup, a.window)
     finally:
         d.stop()
+
+
+def measure_mixed(a, d, c):
+    """After the warm-up (the established flows' handshakes come first in every pass of the capture), a
+    backend of weight 65,535 joins the established flows' pool: it takes nearly all of its buckets, so a flow
+    that has lost its pin goes there, and every flow that keeps its pin stays where it was. Over the window:
+    the rate, and the established packets sent to the new backend; over the last second: the share of the
+    established flows that now go to it (each flow sends as many packets), divided by the new backend's
+    bucket share (a lost pin lands elsewhere that much less often), is the share of flows whose pin was lost."""
+    time.sleep(a.warmup)
+    new_id = c["backends"] + 1
+    gen = d.status()["generation"]
+    d.ctl.call("backend.add", pool=daemon.EST_POOL, id=new_id, weight=ADDED_WEIGHT,
+               address=daemon.backend_address(c["family"], new_id, 2))
+    if _wait_update(d, gen, "api:") is None:
+        raise BenchError("the added backend reached no packet within 10 s")
+    share = next(b["share"] for b in d.ctl.call("backend.list", pool=daemon.EST_POOL)["backends"]
+                 if b["id"] == new_id)
+    mem_before = d.memory()  # after the pool change: what grows from here on is the flood's
+    r = daemon.measure(d, 0, a.window, backends=True)
+    last = daemon.measure(d, 0, 1.0, backends=True)
+    new_key = "%s/%d" % (daemon.EST_POOL, new_id)
+
+    def est(run):
+        sent = {k: v for k, v in run["backend_packets"].items() if k.startswith(daemon.EST_POOL + "/")}
+        return sum(sent.values()), sent.get(new_key, 0)
+
+    total, moved = est(r)
+    total_last, moved_last = est(last)
+    moved_share_last = moved_last / total_last if total_last else None
+    r["pins"] = {
+        "established": c["established"], "added_backend_share": share,
+        "established_packets": total, "moved_packets": moved,
+        "moved_packet_share": moved / total if total else None,
+        "moved_share_last_s": moved_share_last,
+        "kept": max(0.0, 1 - moved_share_last / share) if moved_share_last is not None and share else None,
+        "conn_evictions_confirmed": r["conn_evictions_confirmed"],
+    }
+    r["memory"] = {"before": mem_before, "after": d.memory()}
+    del r["backend_packets"]
+    return r
 
 
 def run_testpmd(a, mode, c, pcap, rundir, tag, lcores):
@@ -162,6 +249,26 @@ def run_testpmd(a, mode, c, pcap, rundir, tag, lcores):
         return t.measure(a.warmup, a.window)
     finally:
         t.stop()
+
+
+def flood_summary(c, ok):
+    """Medians over the runs of a flood or mixed case: pins kept, memory, table occupancy."""
+    def med(get):
+        vals = [v for v in (get(r) for r in ok) if v is not None]
+        return statistics.median(vals) if vals else None
+    def mem(r):
+        return r["memory"]["after"]
+    s = {"conn_table_size": c["conn_table"], "conn_table_bytes": c["conn_table"] * 16,
+         "conn_table_entries": med(lambda r: mem(r)["conn_table_entries"]),
+         "rss_kib": med(lambda r: mem(r)["rss_kib"]), "hugetlb_kib": med(lambda r: mem(r)["hugetlb_kib"])}
+    s["rss_growth_kib"] = med(lambda r: r["memory"]["after"]["rss_kib"] - r["memory"]["before"]["rss_kib"])
+    if c["traffic"] == "mixed":
+        s["established"] = c["established"]
+        for k in ("kept", "moved_packet_share", "moved_share_last_s", "added_backend_share"):
+            s[k] = med(lambda r: r["pins"][k])
+        s["kept_min"] = min((r["pins"]["kept"] for r in ok if r["pins"]["kept"] is not None), default=None)
+        s["conn_evictions_confirmed"] = med(lambda r: r["pins"]["conn_evictions_confirmed"])
+    return s
 
 
 def _wait_update(d, gen, cause_prefix, cause_has="", timeout=10.0):
@@ -390,7 +497,10 @@ def main(argv=None):
         for c in cases:
             s = summarize(case_runs[c["name"]])
             entry = {k: c[k] for k in ("name", "family", "frame_bytes", "flows", "flows_measured", "packets", "conn",
-                                       "method", "backends", "primary_down", "capture")}
+                                       "method", "backends", "primary_down", "capture", "traffic")}
+            for k in ("flood", "established", "conn_table"):
+                if k in c:
+                    entry[k] = c[k]
             entry.update(s)
             ok = [r for r in case_runs[c["name"]] if "error" not in r]
             if s["mpps"]:
@@ -399,6 +509,10 @@ def main(argv=None):
                     vals = [r[key] for r in ok if r.get(key) is not None]
                     entry[key] = statistics.median(vals) if vals else None
                 entry["conn_evictions_per_s"] = statistics.median(r["conn_evictions"] / r["wall_s"] for r in ok)
+                entry["conn_evictions_confirmed_per_s"] = statistics.median(
+                    r["conn_evictions_confirmed"] / r["wall_s"] for r in ok)
+                if c["traffic"] != "steady":
+                    entry["flood_summary"] = flood_summary(c, ok)
                 entry["drops"] = {k: v for r in ok for k, v in r["drops"].items()}
             base = next(b for b in result["baselines"] if b["capture"] == c["capture"])
             for mode in testpmd.MODES:

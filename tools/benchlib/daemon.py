@@ -16,8 +16,12 @@ VIP_PORT = 80
 GATEWAY_MAC = "02:00:00:00:00:fe"  # every backend's next hop: no neighbour resolution on the way
 
 
-def backend_address(family, i):
-    return "2001:db8:2::%x" % i if family == "v6" else "10.1.%d.%d" % (i // 250, i % 250 + 1)
+EST_POOL = "est"   # mixed cases: the established flows' pool and VIP (the flood goes to POOL's VIP)
+EST_VIP = "192.0.2.11"
+
+
+def backend_address(family, i, net=1):
+    return "2001:db8:%x::%x" % (net + 1, i) if family == "v6" else "10.%d.%d.%d" % (net, i // 250, i % 250 + 1)
 
 
 def conn_table_size(flows):
@@ -45,8 +49,16 @@ def config_text(case, pcap, sock, lcores, mbufs=None, backends=None, probed_port
         if probed:
             out += ['  [pool.backend.health]', '  kind = "tcp"', '  port = %d' % probed_port, '  interval_ms = 100',
                     '  timeout_ms = 100', '  rise = 1', '  fall = 1']
-    out += ['[[vip]]', 'address = "%s"' % vip, 'port = %d' % VIP_PORT, 'protocol = "%s"' % proto,
-            'pool = "%s"' % POOL, 'method = "%s"' % case["method"], 'conn_table = %s' % str(case["conn"]).lower()]
+    vips = [(vip, POOL)]
+    if case.get("traffic") == "mixed":
+        out += ['[[pool]]', 'name = "%s"' % EST_POOL, 'table_bits = %d' % case.get("table_bits", 20)]
+        for i in range(1, n + 1):
+            out += ['[[pool.backend]]', 'id = %d' % i, 'address = "%s"' % backend_address(case["family"], i, 2)]
+        vips.append((EST_VIP, EST_POOL))
+    for address, pool in vips:
+        out += ['[[vip]]', 'address = "%s"' % address, 'port = %d' % VIP_PORT, 'protocol = "%s"' % proto,
+                'pool = "%s"' % pool, 'method = "%s"' % case["method"],
+                'conn_table = %s' % str(case["conn"]).lower()]
     eal = ["--in-memory", "--no-pci", "--no-telemetry", "-l", "%d,%d" % lcores, "--main-lcore", str(lcores[0]),
            "--log-level=lib.*:warning"]
     out += ['[dataplane]', 'eal_args = %s' % json.dumps(eal), 'workers = [%d]' % lcores[1], 'non_vip = "drop"',
@@ -54,7 +66,8 @@ def config_text(case, pcap, sock, lcores, mbufs=None, backends=None, probed_port
     if mbufs:
         out.append('mbufs = %d' % mbufs)
     if case["conn"]:
-        out.append('conn_table_size = %d' % conn_table_size(case.get("flows_measured", case["flows"])))
+        out.append('conn_table_size = %d' % (case.get("conn_table") or
+                                             conn_table_size(case.get("flows_measured", case["flows"]))))
     out += ['[[dataplane.port]]', 'name = "in"', 'devargs = "net_pcap0,rx_pcap=%s,infinite_rx=1"' % pcap,
             'tx_port = "out"',
             '[[dataplane.port]]', 'name = "out"', 'devargs = "net_null0"', 'rx_queues = 0',
@@ -135,6 +148,18 @@ class Daemon:
     def status(self):
         return self.ctl.call("status")
 
+    def memory(self):
+        """The daemon's resident memory and hugepage memory (kB, /proc/PID/status), and the live entries of
+        its connection tables (understudyctl stats: conn_table_entries)."""
+        m = {}
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "HugetlbPages"):
+                    m[k] = int(v.split()[0])
+        return {"rss_kib": m.get("VmRSS"), "hugetlb_kib": m.get("HugetlbPages"),
+                "conn_table_entries": self.ctl.call("stats").get("conn_table_entries")}
+
     def ctl_cmd(self, *args):
         """understudyctl against this daemon; returns (exit status, stdout, seconds it took)."""
         t0 = time.monotonic()
@@ -153,7 +178,7 @@ class Daemon:
         return None
 
 
-def measure(d, warmup, window):
+def measure(d, warmup, window, backends=False):
     """One window on a running daemon: packets forwarded per second of wall clock and per second the worker
     thread was on a CPU, plus what the counters say about the run (drops, connection table, failovers)."""
     time.sleep(warmup)
@@ -178,7 +203,17 @@ def measure(d, warmup, window):
         "failover_ratio": (cb["failovers"] - ca["failovers"]) / tx if tx else 0.0,
         "conn_hit_ratio": hits / (hits + misses) if hits + misses else None,
         "conn_evictions": cb["conn_evictions"] - ca["conn_evictions"],
+        "conn_evictions_confirmed": cb.get("conn_evictions_confirmed", 0) - ca.get("conn_evictions_confirmed", 0),
     }
+    if backends:
+        r["backend_packets"] = backend_deltas(a["stats"], b["stats"])
     if tx < rx * 0.999:
         log("bench: warning: %s forwarded %d of %d packets received (drops: %s)" % (d.conf, tx, rx, r["drops"]))
     return r
+
+
+def backend_deltas(a, b):
+    """Packets each backend was sent between two stats replies: {"pool/id": packets}."""
+    before = {"%s/%d" % (x["pool"], x["id"]): x["packets"] for x in a.get("backends", [])}
+    return {"%s/%d" % (x["pool"], x["id"]): x["packets"] - before.get("%s/%d" % (x["pool"], x["id"]), 0)
+            for x in b.get("backends", [])}

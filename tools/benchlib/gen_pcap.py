@@ -8,6 +8,12 @@ the 40-byte IP packet plus Ethernet padding). Checksums (IPv4 header, TCP/UDP wi
 
     gen_pcap.py --out v4.pcap --family v4 --flows 1000000
     gen_pcap.py --out v6.pcap --family v6 --flows 10000 --packets 1000000 --vip 2001:db8::10 --vport 443
+    gen_pcap.py --out flood.pcap --traffic flood --flood 1000000
+    gen_pcap.py --out mixed.pcap --traffic mixed --flood 500000 --established 16384
+
+A flood capture is TCP SYNs, each from a new random source address and port; a mixed capture starts with the
+established flows' handshakes (SYN, then ACK) to a second VIP and then sends flood and established packets in
+turn, one each.
 """
 import argparse
 import ipaddress
@@ -22,6 +28,8 @@ DEFAULT_SIZE = {"v4": 64, "v6": 78}
 MIN_SIZE = {"v4": 64, "v6": 66}  # 14 + 20 + 20 + FCS is 58: Ethernet's 64 minimum; 14 + 40 + 8 + FCS = 66
 DEFAULT_VIP = {"v4": "192.0.2.10", "v6": "2001:db8::10"}
 DEFAULT_SRC = {"v4": "10.0.0.0", "v6": "2001:db8:1::"}
+DEFAULT_VIP2 = "192.0.2.11"  # the established flows' VIP in mixed captures
+SYN, ACK = 0x02, 0x10
 
 
 def fold(s):
@@ -85,7 +93,67 @@ def frames_v6(args):
         yield eth + ip_head + src_b + vip + udp + payload
 
 
+def tcp_v4(src, sport, vip, vport, flags, cap):
+    """One IPv4 TCP frame (no options, no payload, padded to cap captured bytes), checksums computed."""
+    ip_len = 40
+    ip = struct.pack("!BBHHHBBHII", 0x45, 0, ip_len, 0, 0x4000, 64, 6, 0, src, vip)
+    ip_ck = 0xFFFF - fold(words(ip))
+    tcp = struct.pack("!HHIIBBHHH", sport, vport, 1, 0 if flags == SYN else 1, 5 << 4, flags, 65535, 0, 0)
+    tcp_ck = 0xFFFF - fold(words(tcp) + (src >> 16) + (src & 0xFFFF) + (vip >> 16) + (vip & 0xFFFF) + 6 + 20)
+    ip = ip[:10] + struct.pack("!H", ip_ck) + ip[12:]
+    tcp = tcp[:16] + struct.pack("!H", tcp_ck or 0xFFFF) + tcp[18:]
+    return ETH_DST + ETH_SRC + b"\x08\x00" + ip + tcp + b"\0" * (cap - 14 - ip_len)
+
+
+def frames_flood(args, rng):
+    """A SYN flood: every packet a new flow, from a random source address (1.0.0.0-223.255.255.255) and port
+    (1024-65535) towards the VIP; no two packets of the capture share a flow."""
+    cap = args.size - FCS
+    vip = int(ipaddress.IPv4Address(args.vip))
+    seen = set()
+    while len(seen) < args.flood:
+        src, sport = rng.randrange(1 << 24, 224 << 24), rng.randrange(1024, 65536)
+        if (src, sport) in seen:
+            continue
+        seen.add((src, sport))
+        yield tcp_v4(src, sport, vip, args.vport, SYN, cap)
+
+
+def established_v4(args):
+    """The established flows of a mixed capture, towards the second VIP: flow f from the f-th address after
+    --src, each flow its own port. Returns (SYN frames, ACK frames), in flow order."""
+    cap = args.size - FCS
+    vip = int(ipaddress.IPv4Address(args.vip2))
+    base = int(ipaddress.IPv4Address(args.src))
+    syn, ack = [], []
+    for f in range(args.established):
+        src, sport = source(base, "v4", f)
+        syn.append(tcp_v4(src, sport, vip, args.vport, SYN, cap))
+        ack.append(tcp_v4(src, sport, vip, args.vport, ACK, cap))
+    return syn, ack
+
+
+def traffic_frames(args):
+    """The capture's frames in order, for --traffic flood / mixed. flood: --flood SYNs of new flows. mixed:
+    the --established flows' SYNs, then their ACKs (a warm-up: each flow's entry is confirmed), then the flood
+    and ACKs of the established flows in turn (flood, flow 0, flood, flow 1, ...)."""
+    import random
+    rng = random.Random(args.seed)
+    flood = frames_flood(args, rng)
+    if args.traffic == "flood":
+        yield from flood
+        return
+    syn, ack = established_v4(args)
+    yield from syn
+    yield from ack
+    for i, frame in enumerate(flood):
+        yield frame
+        yield ack[i % len(ack)]
+
+
 def write(args):
+    if args.traffic != "steady":
+        return write_frames(args.out, traffic_frames(args))
     flows = list((frames_v4 if args.family == "v4" else frames_v6)(args))
     packets = args.packets or args.flows
     rec = struct.Struct("<IIII")
@@ -104,6 +172,25 @@ def write(args):
     return packets
 
 
+def write_frames(path, frames):
+    """Writes the frames, in order, as a classic pcap; returns how many."""
+    rec = struct.Struct("<IIII")
+    n = 0
+    with open(path + ".tmp", "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        chunk = []
+        for frame in frames:
+            chunk.append(rec.pack(n // 1000000, n % 1000000, len(frame), len(frame)))
+            chunk.append(frame)
+            n += 1
+            if len(chunk) >= 65536:
+                out.write(b"".join(chunk))
+                chunk = []
+        out.write(b"".join(chunk))
+    os.replace(path + ".tmp", path)
+    return n
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="pcap file to write (replaced atomically)")
@@ -114,7 +201,16 @@ def parse_args(argv=None):
     p.add_argument("--vip", default="", help="destination address (default 192.0.2.10 / 2001:db8::10)")
     p.add_argument("--vport", type=int, default=80, help="destination port (default 80)")
     p.add_argument("--src", default="", help="first source address (default 10.0.0.0 / 2001:db8:1::)")
+    p.add_argument("--traffic", choices=["steady", "flood", "mixed"], default="steady",
+                   help="steady: --flows flows in turn (ACK); flood: --flood new flows (SYN, random sources); "
+                        "mixed: --established flows (SYN, ACK, then ACKs) to --vip2 interleaved with --flood (IPv4)")
+    p.add_argument("--flood", type=int, default=0, help="flood: new flows (one SYN each)")
+    p.add_argument("--established", type=int, default=0, help="mixed: established flows")
+    p.add_argument("--vip2", default=DEFAULT_VIP2, help="mixed: the established flows' VIP (default 192.0.2.11)")
+    p.add_argument("--seed", type=int, default=13, help="flood: random seed (13)")
     a = p.parse_args(argv)
+    if a.traffic != "steady" and (a.family != "v4" or a.flood < 1 or (a.traffic == "mixed" and a.established < 1)):
+        p.error("--traffic flood needs --family v4 and --flood >= 1; mixed also --established >= 1")
     a.size = a.size or DEFAULT_SIZE[a.family]
     a.vip = a.vip or DEFAULT_VIP[a.family]
     a.src = a.src or DEFAULT_SRC[a.family]
@@ -128,6 +224,9 @@ def parse_args(argv=None):
 def main(argv=None):
     a = parse_args(argv)
     n = write(a)
+    if a.traffic != "steady":
+        print("%s: %d packets, %s, %d-byte frames" % (a.out, n, a.traffic, a.size))
+        return
     print("%s: %d packets, %d flows, %d-byte frames (%d captured), %s -> %s:%d" %
           (a.out, n, a.flows, a.size, a.size - FCS, "IPv4 TCP" if a.family == "v4" else "IPv6 UDP", a.vip, a.vport))
 

@@ -11,6 +11,12 @@ def flows_label(n):
 
 def describe(c):
     fam = "IPv4 TCP 64 B" if c["family"] == "v4" else "IPv6 UDP 78 B"
+    table = "conn table 2^%d" % (c["conn_table"].bit_length() - 1) if c.get("conn_table") else ""
+    if c.get("traffic") == "flood":
+        return "SYN flood, every packet a new flow (%s), %s, %s" % (flows_label(c["flood"]), table, c["method"])
+    if c.get("traffic") == "mixed":
+        return "half SYN flood, half %s established flows, %s, %s" % (flows_label(c["established"]), table,
+                                                                     c["method"])
     flows = flows_label(c["flows"])
     if c.get("flows_measured", c["flows"]) != c["flows"]:
         flows += " (%s measured)" % flows_label(c["flows_measured"])
@@ -57,6 +63,28 @@ def text(r):
                          _f(c.get("conn_hit_ratio")), _f(c.get("failover_ratio"), "%.3f")])
         out.append(_table(["case", "traffic and config", "Mpps", "min-max", "cyc/pkt", "wall Mpps", "core",
                            "/io", "/macswap", "/5tswap", "conn hit", "failover"], rows))
+        floods = [c for c in r["cases"] if c.get("flood_summary")]
+        if floods:
+            out.append("")
+            out.append("new-flow floods: established flows that kept their pin after a backend joined their pool "
+                       "(from the packets sent to it; min over runs), established packets sent to it, evictions, "
+                       "live table entries, daemon memory at the end of the window and its growth during it:")
+            rows = []
+            for c in floods:
+                f = c["flood_summary"]
+                pct = lambda v, fmt="%.2f%%": fmt % (v * 100) if v is not None else "-"
+                mib = lambda v: "%.0f" % (v / 1024) if v is not None else "-"
+                rows.append([c["name"], _f(c.get("mpps")), _f(c.get("ratio_5tswap")), _f(c.get("conn_hit_ratio")),
+                             flows_label(f["established"]) if f.get("established") else "-",
+                             pct(f.get("kept")), pct(f.get("kept_min")), pct(f.get("moved_packet_share"), "%.3f%%"),
+                             _f(c.get("conn_evictions_per_s") and c["conn_evictions_per_s"] / 1e6, "%.2f"),
+                             _f(c.get("conn_evictions_confirmed_per_s"), "%.0f"),
+                             "%s/2^%d" % (_f(f.get("conn_table_entries"), "%.0f"), f["conn_table_size"].bit_length() - 1),
+                             mib(f.get("rss_kib")), "%+.1f" % (f["rss_growth_kib"] / 1024)
+                             if f.get("rss_growth_kib") is not None else "-", mib(f.get("hugetlb_kib"))])
+            out.append(_table(["case", "Mpps", "/5tswap", "conn hit", "established", "pins kept", "min",
+                               "moved pkts", "evict M/s", "evict confirmed/s", "entries", "RSS MiB",
+                               "RSS growth", "hugepages MiB"], rows))
         out.append("")
         out.append("baselines (dpdk-testpmd, 1 forwarding core, same devices and capture), Mpps per core:")
         rows = []
