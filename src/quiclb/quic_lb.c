@@ -99,6 +99,7 @@ enum quic_lb_status quic_lb_config_init(struct quic_lb_config *config, unsigned 
         return QUIC_LB_ERR_NONCE_LEN;
     if (server_id_len + nonce_len > QUIC_LB_MAX_PLAINTEXT_LEN)
         return QUIC_LB_ERR_PLAINTEXT_LEN;
+    __builtin_cpu_init();  /* needed when called before constructors have run */
     if (key && !__builtin_cpu_supports("aes"))
         return QUIC_LB_ERR_NO_AESNI;
     memset(config, 0, sizeof *config);
