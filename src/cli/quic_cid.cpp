@@ -40,8 +40,12 @@ std::string hex(const Bytes &b) { return hex(b.data(), b.size()); }
 
 Result<Bytes> parse_hex(std::string_view text)
 {
-    auto digit = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                                                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+    auto digit = [](char c) {
+        if (c >= '0' && c <= '9')
+            return c - '0';
+        c = char(c | 0x20);  // lower case
+        return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
     if (text.size() % 2)
         return Error{quote(text) + " has an odd number of hex digits"};
     Bytes out;
@@ -94,7 +98,8 @@ const QuicLbConfig *find_codepoint(const Vip &vip, unsigned codepoint)
 Result<quic_lb_config> prepare(const QuicLbConfig &q)
 {
     quic_lb_config c;
-    quic_lb_status s = quic_lb_config_init(&c, q.codepoint, q.server_id_len, q.nonce_len, q.key ? q.key->data() : nullptr);
+    const uint8_t *key = q.key ? q.key->data() : nullptr;
+    quic_lb_status s = quic_lb_config_init(&c, q.codepoint, q.server_id_len, q.nonce_len, key);
     if (s != QUIC_LB_OK)
         return Error{"codepoint " + std::to_string(q.codepoint) + ": " + quic_lb_strerror(s)};
     return c;
@@ -118,7 +123,8 @@ int run_encode(const QuicCidOptions &o)
     }
     const QuicLbConfig *q = find_codepoint(*target->vip, o.codepoint);
     if (!q) {
-        std::cerr << "VIP " << escape_text(o.vip) << " has no QUIC-LB configuration with codepoint " << o.codepoint << "\n";
+        std::cerr << "VIP " << escape_text(o.vip) << " has no QUIC-LB configuration with codepoint " << o.codepoint
+                  << "\n";
         return kFailed;
     }
     const Backend *backend = nullptr;
@@ -167,7 +173,8 @@ int run_encode(const QuicCidOptions &o)
     } else {
         std::cout << "cid           " << hex(cid) << "\n"
                   << "codepoint     " << unsigned(q->codepoint) << " (" << describe(*q, *config) << ")\n"
-                  << "server        " << backend->id << " (" << backend->address.str() << "), server ID " << hex(sid) << "\n"
+                  << "server        " << backend->id << " (" << backend->address.str() << "), server ID " << hex(sid)
+                  << "\n"
                   << "nonce         " << hex(nonce) << "\n";
     }
     return kOk;
@@ -237,12 +244,15 @@ int run_decode(const QuicCidOptions &o)
     Decoded d = decode(*target, *cid);
     if (o.json) {
         nlohmann::ordered_json out{{"cid", hex(*cid)}, {"routable", d.unroutable.empty()}};
-        out["codepoint"] = cid->empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(quic_lb_cid_codepoint(cid->data()));
-        out["algorithm"] = d.algorithm.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(d.algorithm);
-        out["server_id"] = d.server_id.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(hex(d.server_id));
-        out["nonce"] = d.nonce.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(hex(d.nonce));
-        out["server"] = d.backend ? nlohmann::ordered_json(d.backend->id) : nlohmann::ordered_json();
-        out["address"] = d.backend ? nlohmann::ordered_json(d.backend->address.str()) : nlohmann::ordered_json();
+        auto or_null = [](bool present, auto value) {
+            return present ? nlohmann::ordered_json(value) : nlohmann::ordered_json();
+        };
+        out["codepoint"] = or_null(!cid->empty(), cid->empty() ? 0u : quic_lb_cid_codepoint(cid->data()));
+        out["algorithm"] = or_null(!d.algorithm.empty(), d.algorithm);
+        out["server_id"] = or_null(!d.server_id.empty(), hex(d.server_id));
+        out["nonce"] = or_null(!d.nonce.empty(), hex(d.nonce));
+        out["server"] = or_null(d.backend != nullptr, d.backend ? d.backend->id : 0u);
+        out["address"] = or_null(d.backend != nullptr, d.backend ? d.backend->address.str() : std::string());
         if (!d.unroutable.empty())
             out["reason"] = d.unroutable;
         std::cout << json_text(out) << "\n";

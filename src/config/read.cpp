@@ -348,8 +348,12 @@ Pool read_pool(const toml::table &table, const std::string &path, const HealthCo
 // "0a01" -> {0x0a, 0x01}: an even number of hex digits.
 std::optional<std::vector<uint8_t>> parse_hex(std::string_view text)
 {
-    auto digit = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                                                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+    auto digit = [](char c) {
+        if (c >= '0' && c <= '9')
+            return c - '0';
+        c = char(c | 0x20);  // lower case
+        return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
     if (text.empty() || text.size() % 2)
         return std::nullopt;
     std::vector<uint8_t> out;
@@ -371,7 +375,8 @@ void read_server_ids(const toml::table &table, const std::string &path, QuicLbCo
         report.set_line(field, static_cast<int>(key.source().begin.line));
         std::string_view id_text = key.str();
         uint32_t id = 0;
-        bool id_ok = !id_text.empty() && id_text.size() <= 10 && id_text.find_first_not_of("0123456789") == std::string_view::npos;
+        bool id_ok = !id_text.empty() && id_text.size() <= 10 &&
+                     id_text.find_first_not_of("0123456789") == std::string_view::npos;
         if (id_ok) {
             uint64_t v = std::stoull(std::string(id_text));
             id_ok = v >= 1 && v <= 4294967294;

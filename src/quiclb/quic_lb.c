@@ -136,7 +136,8 @@ static void feistel_split(const struct quic_lb_config *config, const uint8_t *bu
     size_t len = (size_t)config->server_id_len + config->nonce_len;
     size_t half_len = (len + 1) / 2;
     *left = _mm_and_si128(_mm_loadu_si128((const __m128i *)buf), load_mask(config->feistel_masks[0]));
-    *right = _mm_and_si128(_mm_loadu_si128((const __m128i *)(buf + len - half_len)), load_mask(config->feistel_masks[1]));
+    *right = _mm_and_si128(_mm_loadu_si128((const __m128i *)(buf + len - half_len)),
+                           load_mask(config->feistel_masks[1]));
 }
 
 /* The inverse of feistel_split into out (len octets): the shared octet is the OR of the two nibbles. */
@@ -161,7 +162,8 @@ static void four_pass_encrypt(const struct quic_lb_config *config, const uint8_t
 {
     uint8_t buf[16 + QUIC_LB_MAX_PLAINTEXT_LEN] = {0};
     memcpy(buf, plaintext, (size_t)config->server_id_len + config->nonce_len);
-    __m128i left, right, left_mask = load_mask(config->feistel_masks[0]), right_mask = load_mask(config->feistel_masks[1]);
+    __m128i left, right;
+    __m128i left_mask = load_mask(config->feistel_masks[0]), right_mask = load_mask(config->feistel_masks[1]);
     feistel_split(config, buf, &left, &right);
     right = feistel_pass(config, 1, left, right, right_mask);  /* right_1 */
     left = feistel_pass(config, 2, right, left, left_mask);    /* left_1 */
@@ -178,7 +180,8 @@ static void four_pass_decrypt(const struct quic_lb_config *config, const uint8_t
 {
     uint8_t buf[16 + QUIC_LB_MAX_PLAINTEXT_LEN] = {0};
     memcpy(buf, ciphertext, (size_t)config->server_id_len + config->nonce_len);
-    __m128i left, right, left_mask = load_mask(config->feistel_masks[0]), right_mask = load_mask(config->feistel_masks[1]);
+    __m128i left, right;
+    __m128i left_mask = load_mask(config->feistel_masks[0]), right_mask = load_mask(config->feistel_masks[1]);
     feistel_split(config, buf, &left, &right);
     left = feistel_pass(config, 4, right, left, left_mask);    /* left_1 */
     right = feistel_pass(config, 3, left, right, right_mask);  /* right_1 */
