@@ -18,6 +18,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <map>
 
 namespace understudy::dp {
 
@@ -75,23 +76,22 @@ Status Dataplane::init(const DataplaneOptions &o)
                      std::to_string(lcores_.size()) + " (give more with -l)"};
     lcores_.resize(queues);
 
-    // One mbuf holds a whole frame of the MTU (with two VLAN tags): the workers handle single segments only.
-    const uint32_t max_frame = uint32_t(o.mtu) + RTE_ETHER_HDR_LEN + 2 * RTE_VLAN_HLEN;
-    if (o.data_room < max_frame || o.data_room + RTE_PKTMBUF_HEADROOM > UINT16_MAX)
-        return Error{"mbuf data room of " + std::to_string(o.data_room) + " bytes: frames of MTU " +
-                     std::to_string(o.mtu) + " need " + std::to_string(max_frame) + " (at most " +
-                     std::to_string(UINT16_MAX - RTE_PKTMBUF_HEADROOM) + ")"};
-    const uint16_t buf_size = uint16_t(RTE_PKTMBUF_HEADROOM + o.data_room);
-    const unsigned needed = std::max(8191u, unsigned(queues) * 4096 + 4095);
-    const unsigned mbufs = std::max(needed, o.mbufs);
-    pool_ = rte_pktmbuf_pool_create("mbufs", mbufs, 256, 0, buf_size, int(rte_socket_id()));
-    if (!pool_) {
-        uint32_t each = rte_mempool_calc_obj_size(sizeof(rte_mbuf) + buf_size, 0, nullptr);
-        uint64_t mib = (uint64_t(mbufs) * each + (1u << 20) - 1) >> 20;
-        return Error{"cannot allocate the mbuf pool (" + std::to_string(mbufs) + " mbufs, " + std::to_string(mib) +
-                     " MiB): " + rte_error(rte_errno) + "; reserve more hugepages (tools/setup.sh)" +
-                     (mbufs > needed ? " or lower [dataplane] mbufs" : "")};
+    // Each port's NUMA socket: where its device is, or for a device on none (virtual devices) that of the
+    // first worker that polls it. Its RX queues take mbufs from the pool on that socket.
+    std::vector<int> port_sockets;
+    for (size_t i = 0, worker = 0; i < o.ports.size(); i++) {
+        uint16_t id;
+        if (rte_eth_dev_get_port_by_name(device_name(o.ports[i].devargs).c_str(), &id) != 0)
+            return Error{"port " + o.ports[i].name + ": no device '" + device_name(o.ports[i].devargs) +
+                         "' after EAL start"};
+        int socket = rte_eth_dev_socket_id(id);
+        if (socket < 0)
+            socket = int(rte_lcore_to_socket_id(o.ports[i].rx_queues ? lcores_[worker] : rte_get_main_lcore()));
+        port_sockets.push_back(socket);
+        worker += o.ports[i].rx_queues;
     }
+    if (auto st = create_pools(o, port_sockets); !st)
+        return st;
 
     size_t rcu_size = rte_rcu_qsbr_get_memsize(uint32_t(queues));
     rcu_ = static_cast<rte_rcu_qsbr *>(rte_zmalloc("rcu", rcu_size, RTE_CACHE_LINE_SIZE));
@@ -105,9 +105,8 @@ Status Dataplane::init(const DataplaneOptions &o)
     for (size_t i = 0; i < o.ports.size(); i++) {
         const PortSpec &p = o.ports[i];
         uint16_t id;
-        if (rte_eth_dev_get_port_by_name(device_name(p.devargs).c_str(), &id) != 0)
-            return Error{"port " + p.name + ": no device '" + device_name(p.devargs) + "' after EAL start"};
-        if (auto st = setup_port(id, p.rx_queues, tx_queues, o.mtu, p.name); !st)
+        rte_eth_dev_get_port_by_name(device_name(p.devargs).c_str(), &id);  // found above
+        if (auto st = setup_port(id, p.rx_queues, tx_queues, o.mtu, p.name, port_sockets[i]); !st)
             return Error{"port " + p.name + ": " + st.error()};
         port_ids_.push_back(id);
         port_names_.push_back(p.name);
@@ -124,7 +123,7 @@ Status Dataplane::init(const DataplaneOptions &o)
             if (rte_eth_dev_get_port_by_name(tap_name.c_str(), &tap) != 0)
                 return Error{"port " + p.name + ": exception tap did not come up"};
             // Worker 0 of the port drains the kernel's packets. The tap keeps its own MTU (the host's traffic).
-            if (auto st = setup_port(tap, 1, tx_queues, 0, p.name + " exception tap"); !st)
+            if (auto st = setup_port(tap, 1, tx_queues, 0, p.name + " exception tap", port_sockets[i]); !st)
                 return Error{"port " + p.name + " exception tap: " + st.error()};
             rte_ether_addr mac = own;
             rte_eth_dev_default_mac_addr_set(tap, &mac);  // the kernel answers ARP with the NIC's MAC
@@ -138,8 +137,12 @@ Status Dataplane::init(const DataplaneOptions &o)
             if (!p.tx_port.empty() && o.ports[j].name == p.tx_port)
                 tx = port_ids_[j];
         for (uint16_t q = 0; q < p.rx_queues; q++) {
-            auto w = std::make_unique<Worker>();
-            std::memset(&w->stats, 0, sizeof w->stats);
+            int socket = int(rte_lcore_to_socket_id(lcores_[workers_.size()]));
+            void *mem = rte_zmalloc_socket("worker", sizeof(Worker), RTE_CACHE_LINE_SIZE, socket);
+            if (!mem)
+                return Error{"cannot allocate worker state (" + std::to_string(sizeof(Worker) >> 10) +
+                             " KiB) on NUMA socket " + std::to_string(socket) + ": reserve more hugepages"};
+            std::unique_ptr<Worker, FreeWorker> w(new (mem) Worker());
             w->cfg.port = port_ids_[i];
             w->cfg.queue = q;
             w->cfg.tx_port = tx;
@@ -154,7 +157,7 @@ Status Dataplane::init(const DataplaneOptions &o)
             w->snapshot = &snapshot_;
             w->stop = &stop_;
             w->tsc_per_tick = tsc_per_tick;
-            if (!conn_table_create(w->conn, o.conn_table_size, int(rte_lcore_to_socket_id(lcores_[workers_.size()]))))
+            if (!conn_table_create(w->conn, o.conn_table_size, socket))
                 return Error{"cannot allocate the connection table (" + std::to_string(o.conn_table_size) +
                              " entries): reserve more hugepages or lower conn_table_size"};
             rte_rcu_qsbr_thread_register(rcu_, w->cfg.rcu_id);
@@ -166,6 +169,52 @@ Status Dataplane::init(const DataplaneOptions &o)
         workers_[k]->ip_id_stride = uint16_t(workers_.size());
     }
     return Ok{};
+}
+
+void Dataplane::FreeWorker::operator()(Worker *w) const
+{
+    w->~Worker();
+    rte_free(w);
+}
+
+// One mbuf pool per NUMA socket that has ports, sized for the RX queues on it (an exception tap's one
+// included). One mbuf holds a whole frame of the MTU (with two VLAN tags): the workers handle single
+// segments only.
+Status Dataplane::create_pools(const DataplaneOptions &o, const std::vector<int> &port_sockets)
+{
+    const uint32_t max_frame = uint32_t(o.mtu) + RTE_ETHER_HDR_LEN + 2 * RTE_VLAN_HLEN;
+    if (o.data_room < max_frame || o.data_room + RTE_PKTMBUF_HEADROOM > UINT16_MAX)
+        return Error{"mbuf data room of " + std::to_string(o.data_room) + " bytes: frames of MTU " +
+                     std::to_string(o.mtu) + " need " + std::to_string(max_frame) + " (at most " +
+                     std::to_string(UINT16_MAX - RTE_PKTMBUF_HEADROOM) + ")"};
+    const uint16_t buf_size = uint16_t(RTE_PKTMBUF_HEADROOM + o.data_room);
+    std::map<int, unsigned> queues_on;
+    for (size_t i = 0; i < o.ports.size(); i++)
+        queues_on[port_sockets[i]] += std::max<unsigned>(1, o.ports[i].rx_queues) + (o.ports[i].exception_tap ? 1 : 0);
+    for (const auto &[socket, queues] : queues_on) {
+        const unsigned needed = std::max(8191u, queues * 4096 + 4095);
+        const unsigned mbufs = std::max(needed, o.mbufs);
+        std::string name = "mbufs_s" + std::to_string(socket);
+        rte_mempool *pool = rte_pktmbuf_pool_create(name.c_str(), mbufs, 256, 0, buf_size, socket);
+        if (!pool) {
+            uint32_t each = rte_mempool_calc_obj_size(sizeof(rte_mbuf) + buf_size, 0, nullptr);
+            uint64_t mib = (uint64_t(mbufs) * each + (1u << 20) - 1) >> 20;
+            return Error{"cannot allocate the mbuf pool on NUMA socket " + std::to_string(socket) + " (" +
+                         std::to_string(mbufs) + " mbufs, " + std::to_string(mib) + " MiB): " +
+                         rte_error(rte_errno) + "; reserve more hugepages on that socket (tools/setup.sh)" +
+                         (mbufs > needed ? " or lower [dataplane] mbufs" : "")};
+        }
+        pools_.emplace_back(socket, pool);
+    }
+    return Ok{};
+}
+
+rte_mempool *Dataplane::pool_on(int socket) const
+{
+    for (const auto &[s, pool] : pools_)
+        if (s == socket)
+            return pool;
+    return pools_.front().second;
 }
 
 // The MTU of a kernel network interface, or -1.
@@ -270,7 +319,7 @@ std::vector<PortStats> Dataplane::port_stats() const
 
 // mtu 0 leaves the device's MTU as it is.
 Status Dataplane::setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, uint16_t mtu,
-                             const std::string &name)
+                             const std::string &name, int socket)
 {
     rte_eth_dev_info info;
     int rc = rte_eth_dev_info_get(port, &info);
@@ -300,9 +349,8 @@ Status Dataplane::setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queu
             return st;
     uint16_t rx_desc = 1024, tx_desc = 1024;
     rte_eth_dev_adjust_nb_rx_tx_desc(port, &rx_desc, &tx_desc);
-    int socket = rte_eth_dev_socket_id(port);
     for (uint16_t q = 0; q < rxq; q++)
-        if ((rc = rte_eth_rx_queue_setup(port, q, rx_desc, socket, nullptr, pool_)) != 0)
+        if ((rc = rte_eth_rx_queue_setup(port, q, rx_desc, socket, nullptr, pool_on(socket))) != 0)
             return Error{"RX queue " + std::to_string(q) + ": " + rte_error(rc)};
     for (uint16_t q = 0; q < tx_queues; q++)
         if ((rc = rte_eth_tx_queue_setup(port, q, tx_desc, socket, nullptr)) != 0)
@@ -420,9 +468,9 @@ void Dataplane::close()
     workers_.clear();
     rte_free(rcu_);
     rcu_ = nullptr;
-    if (pool_)
-        rte_mempool_free(pool_);  // after the ports: closing them returned the mbufs their queues held
-    pool_ = nullptr;
+    for (auto &[socket, pool] : pools_)
+        rte_mempool_free(pool);  // after the ports: closing them returned the mbufs their queues held
+    pools_.clear();
     const std::string prefix = std::filesystem::path(rte_eal_get_runtime_dir()).filename().string();
     rte_eal_cleanup();
     eal_ = false;

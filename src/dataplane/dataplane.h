@@ -85,7 +85,11 @@ class Dataplane {
     uint64_t first_packet_tsc(uint64_t generation) const;
 
   private:
-    Status setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, uint16_t mtu, const std::string &name);
+    // socket: the port's NUMA socket, for its queues and the mbuf pool its RX queues take from.
+    Status setup_port(uint16_t port, uint16_t rx_queues, uint16_t tx_queues, uint16_t mtu, const std::string &name,
+                      int socket);
+    Status create_pools(const DataplaneOptions &o, const std::vector<int> &port_sockets);
+    rte_mempool *pool_on(int socket) const;
     // How a port gets [dataplane] mtu (dataplane.cpp): decided from the device's bounds and its kernel
     // interface, if any, before configuring it; applied after.
     struct MtuPlan {
@@ -97,7 +101,12 @@ class Dataplane {
     Status plan_mtu(const rte_eth_dev_info &info, uint16_t mtu, const std::string &name, MtuPlan &plan);
     Status apply_mtu(uint16_t port, const MtuPlan &plan, uint16_t mtu);
 
-    std::vector<std::unique_ptr<Worker>> workers_;
+    // Worker state lives in hugepage memory on its lcore's NUMA socket (rte_zmalloc_socket), not on
+    // whichever node the control thread that creates it runs on.
+    struct FreeWorker {
+        void operator()(Worker *w) const;
+    };
+    std::vector<std::unique_ptr<Worker, FreeWorker>> workers_;
     std::vector<unsigned> lcores_;
     std::vector<uint16_t> port_ids_;
     std::vector<std::string> port_names_;
@@ -105,7 +114,7 @@ class Dataplane {
     std::function<void(const std::string &)> log_;
     std::vector<uint16_t> tap_ids_;
     cpu_set_t process_cpus_{};
-    rte_mempool *pool_ = nullptr;
+    std::vector<std::pair<int, rte_mempool *>> pools_;  // one mbuf pool per NUMA socket with ports on it
     rte_rcu_qsbr *rcu_ = nullptr;
     std::atomic<const Snapshot *> snapshot_{nullptr};
     std::atomic<bool> stop_{false};
