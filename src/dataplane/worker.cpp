@@ -139,10 +139,9 @@ static inline uint16_t choose_server(Worker &w, const Pending &q, const us_bucke
         return e.serving;
     const Pool &pool = *q.pool;
     ConnEntry *c = conn_find(*q.set, q.tag, now, q.vip->idle_ticks);
+    bool syn = tcp_syn(q);
     bool confirmed = false;
-    bool syn;
     if (c) {
-        syn = tcp_syn(q);
         confirmed = conn_confirmed(*c) || !syn;
         if (c->slot < pool.n_backends && pool.backends[c->slot].operational &&
             uint16_t(pool.backends[c->slot].id) == c->id_check) {
@@ -155,7 +154,6 @@ static inline uint16_t choose_server(Worker &w, const Pending &q, const us_bucke
         count(w.stats.counters[US_CTR_conn_stale]);
     } else {
         count(w.stats.counters[US_CTR_conn_misses]);
-        syn = tcp_syn(q);
     }
     if (e.serving != US_NO_SERVER) {
         ConnInsert done = conn_insert(*q.set, q.tag, e.serving, uint16_t(pool.backends[e.serving].id), now,
