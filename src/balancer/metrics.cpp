@@ -237,8 +237,10 @@ void MetricsServer::on_client(int fd, uint32_t)
 
 TelemetryExport &TelemetryExport::instance()
 {
-    static TelemetryExport t;
-    return t;
+    // Never destroyed: DPDK's telemetry thread may still call in while the process's statics are torn down
+    // at exit (rte_eal_cleanup does not join it).
+    static TelemetryExport *t = new TelemetryExport;
+    return *t;
 }
 
 void TelemetryExport::update(const Json &stats, const Json &backends)

@@ -578,9 +578,21 @@ void check_dataplane(const Config &config, Report &report)
     }
     if (queues_known && !d.ports.empty() && queues == 0)
         report.problem("dataplane.port", "no port has an RX queue: give one rx_queues >= 1");
+    size_t ethdevs = d.ports.size();
+    if (d.non_vip == NonVipPolicy::kernel)
+        for (const PortConfig &p : d.ports)
+            ethdevs += p.rx_queues > 0;  // each receiving port's exception tap
+    if (ethdevs > kMaxEthdevs)
+        report.problem("dataplane.port", std::to_string(d.ports.size()) + " ports need " + std::to_string(ethdevs) +
+                                             " DPDK ports with their exception taps; DPDK has room for " +
+                                             std::to_string(kMaxEthdevs) + " (RTE_MAX_ETHPORTS)");
     std::map<unsigned, size_t> lcores;
     for (size_t i = 0; i < d.worker_lcores.size(); i++)
-        if (auto [it, fresh] = lcores.emplace(d.worker_lcores[i], i); !fresh)
+        if (d.worker_lcores[i] >= kMaxLcore)
+            report.problem("dataplane." + index("workers", i),
+                           "lcore " + std::to_string(d.worker_lcores[i]) + " is past DPDK's last lcore (" +
+                               std::to_string(kMaxLcore - 1) + ", RTE_MAX_LCORE)");
+        else if (auto [it, fresh] = lcores.emplace(d.worker_lcores[i], i); !fresh)
             report.problem("dataplane." + index("workers", i),
                            "lcore " + std::to_string(d.worker_lcores[i]) + " is listed twice");
     if (queues_known && report.known("dataplane.workers") && queues != d.worker_lcores.size())

@@ -19,6 +19,10 @@ inline constexpr size_t kMaxDataplanePools = 65536;
 // Ethernet header and two VLAN tags. mbuf_data_room: what an mbuf's 16-bit data room holds past DPDK's
 // 128-byte headroom. icmp_rate: ICMP messages per second per worker.
 inline constexpr int64_t kMinMtu = 1280, kMaxMtu = 16106, kMaxDataRoom = 65535 - 128, kMaxIcmpRate = 1000000;
+// DPDK as Debian builds it (RTE_MAX_ETHPORTS, RTE_MAX_LCORE; src/dataplane asserts they match): every port
+// and every exception tap is an ethdev, and worker lcore numbers are below the lcore limit.
+inline constexpr size_t kMaxEthdevs = 32;
+inline constexpr unsigned kMaxLcore = 128;
 // Interface names (exception taps, [agent] interface): IFNAMSIZ less the terminating NUL.
 inline constexpr size_t kMaxIfaceName = 15;
 // [agent] tunnel_sources entries the reader accepts.

@@ -22,6 +22,9 @@
 
 namespace understudy::dp {
 
+static_assert(kMaxEthdevs == RTE_MAX_ETHPORTS && kMaxLcore == RTE_MAX_LCORE,
+              "src/core/config_limits.h must state this DPDK's limits, which check enforces");
+
 static std::string rte_error(int rc) { return std::string(rte_strerror(rc < 0 ? -rc : rc)); }
 
 // Virtual devices are created by EAL from --vdev; anything else (a PCI address...) is allow-listed.

@@ -269,6 +269,24 @@ class CtlTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn(f"{path}:1: dataplane.port: at least one [[dataplane.port]]", r.stderr)
 
+    def test_check_dpdk_limits(self):
+        """More ports (with their exception taps) than DPDK has ethdevs for, or a worker lcore past
+        RTE_MAX_LCORE, passed check and failed at start."""
+        def config(ports, lcores):
+            text = SECRET_AND_POOL + '[dataplane]\nnon_vip = "kernel"\nexception_iface = "us0"\n'
+            text += f"workers = {lcores}\n"
+            for i in range(ports):
+                text += f'[[dataplane.port]]\nname = "p{i}"\ndevargs = "net_null{i}"\nrx_queues = 1\n'
+            return text
+        ok = run("check", "--dataplane", "--config", self.write("ports16.toml", config(16, list(range(1, 17)))))
+        self.assertEqual(ok.returncode, 0, ok.stderr[:500])
+        path = self.write("ports17.toml", config(17, list(range(1, 17)) + [128]))
+        r = run("check", "--dataplane", "--config", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("dataplane.port: 17 ports need 34 DPDK ports with their exception taps; DPDK has room for 32 "
+                      "(RTE_MAX_ETHPORTS)", r.stderr)
+        self.assertIn("dataplane.workers[16]: lcore 128 is past DPDK's last lcore (127, RTE_MAX_LCORE)", r.stderr)
+
     # --- input that is not a plain small file
 
     def test_check_stops_at_the_size_limit(self):
