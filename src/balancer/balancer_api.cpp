@@ -2,6 +2,7 @@
 // Controller::apply_config, so they are validated exactly like the config file.
 #include "balancer_api.h"
 
+#include "core/config_limits.h"
 #include "core/lookup.h"
 #include "json/results.h"
 
@@ -106,7 +107,7 @@ std::pair<Config, std::string> BalancerApi::edited(const std::string &op, const 
                 throw std::invalid_argument("field \"conn_table\" must be true or false");
             v.conn_table = r["conn_table"].get<bool>();
         }
-        v.conn_idle_timeout_s = uint32_t(int_field(r, "conn_idle_timeout_s", 1, UINT32_MAX, false, 300));  // as the file
+        v.conn_idle_timeout_s = uint32_t(int_field(r, "conn_idle_timeout_s", 1, kMaxConnIdleTimeoutS, false, 300));  // as the file
         Config next = controller_.config();
         next.vips.push_back(v);
         return {std::move(next), "vip.add " + Endpoint{v.address, v.port}.str()};

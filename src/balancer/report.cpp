@@ -61,7 +61,7 @@ std::string stats_text(const Config &config, const dp::Snapshot &snapshot, const
     char line[256];
     out << "counters\n";
     for (auto &[name, value] : j["counters"].items()) {
-        snprintf(line, sizeof line, "  %-20s %12llu\n", name.c_str(), (unsigned long long)value.get<uint64_t>());
+        snprintf(line, sizeof line, "  %-24s %12llu\n", name.c_str(), (unsigned long long)value.get<uint64_t>());
         out << line;
     }
     out << "drops (non-zero)\n";
@@ -70,7 +70,7 @@ std::string stats_text(const Config &config, const dp::Snapshot &snapshot, const
         if (value.get<uint64_t>() == 0)
             continue;
         any = true;
-        snprintf(line, sizeof line, "  %-20s %12llu\n", name.c_str(), (unsigned long long)value.get<uint64_t>());
+        snprintf(line, sizeof line, "  %-24s %12llu\n", name.c_str(), (unsigned long long)value.get<uint64_t>());
         out << line;
     }
     if (!any)

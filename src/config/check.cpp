@@ -429,9 +429,8 @@ void check_vips(const Config &config, Report &report)
             continue;
         if (v.port == 0)
             report.problem(path + ".port", range_message(1, 65535, v.port));
-        if (v.conn_idle_timeout_s == 0)
-            report.problem(path + ".conn_idle_timeout_s",
-                           range_message(1, std::numeric_limits<uint32_t>::max(), v.conn_idle_timeout_s));
+        if (v.conn_idle_timeout_s == 0 || v.conn_idle_timeout_s > kMaxConnIdleTimeoutS)
+            report.problem(path + ".conn_idle_timeout_s", range_message(1, kMaxConnIdleTimeoutS, v.conn_idle_timeout_s));
         bool address_known = report.known(path + ".address");
         if (address_known && report.known(path + ".port") && report.known(path + ".protocol")) {
             auto [it, fresh] = seen.emplace(std::tuple{v.address, v.port, v.protocol}, i);

@@ -23,6 +23,9 @@ inline constexpr int64_t kMinMtu = 1280, kMaxMtu = 16106, kMaxDataRoom = 65535 -
 // and every exception tap is an ethdev, and worker lcore numbers are below the lcore limit.
 inline constexpr size_t kMaxEthdevs = 32;
 inline constexpr unsigned kMaxLcore = 128;
+// A VIP's conn_idle_timeout_s: connection-table ages are 31-bit counts of 1/1024 s ticks (the top bit of
+// last_seen marks a confirmed flow, src/dataplane/conn_table.h), so about 24 days at most.
+inline constexpr uint32_t kMaxConnIdleTimeoutS = ((uint32_t(1) << 31) - 1) / 1024;
 // Interface names (exception taps, [agent] interface): IFNAMSIZ less the terminating NUL.
 inline constexpr size_t kMaxIfaceName = 15;
 // [agent] tunnel_sources entries the reader accepts.

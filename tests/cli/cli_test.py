@@ -269,6 +269,16 @@ class CtlTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn(f"{path}:1: dataplane.port: at least one [[dataplane.port]]", r.stderr)
 
+    def test_check_conn_idle_timeout_limit(self):
+        """Connection-table ages are 31-bit counts of 1/1024 s: a longer timeout would never expire."""
+        vip = '[[vip]]\naddress = "192.0.2.1"\nport = 80\npool = "web"\nconn_idle_timeout_s = '
+        ok = run("check", "--config", self.write("idle_ok.toml", SECRET_AND_POOL + vip + "2097151\n"))
+        self.assertEqual(ok.returncode, 0, ok.stderr[:500])
+        path = self.write("idle_long.toml", SECRET_AND_POOL + vip + "2097152\n")
+        r = run("check", "--config", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("vip[0].conn_idle_timeout_s: must be 1-2097151", r.stderr)
+
     def test_check_dpdk_limits(self):
         """More ports (with their exception taps) than DPDK has ethdevs for, or a worker lcore past
         RTE_MAX_LCORE, passed check and failed at start."""

@@ -193,7 +193,7 @@ class ControlTest(unittest.TestCase):
                 "got 18446744073709551615",
             # The file's limit, not a smaller one of the API's own.
             "{\"op\": \"vip.add\", \"address\": \"192.0.2.10\", \"port\": 8080, \"pool\": \"web\", "
-            "\"conn_idle_timeout_s\": 4294967296}": "1..4294967295",
+            "\"conn_idle_timeout_s\": 2097152}": "1..2097151",
         }
         generation = self.api({"op": "status"})["generation"]
         for line, want in cases.items():
