@@ -1057,7 +1057,7 @@ TEST(ConfigErrors, BadVipStringsListAllowedValues)
     EXPECT_TRUE(has_problem(ps, "t.toml:9: vip[0].protocol: ", "'sctp' is not one of: tcp, udp"));
     EXPECT_TRUE(has_problem(ps, "t.toml:10: vip[0].method: ", "'nat' is not one of: gue, ipip, l2dsr"));
     EXPECT_TRUE(has_problem(ps, "t.toml:11: vip[0].affinity: ", "'sticky' is not one of: flow, client"));
-    EXPECT_TRUE(has_problem(ps, "t.toml:12: vip[0].conn_idle_timeout_s: ", "must be 1-4294967295, not 0"));
+    EXPECT_TRUE(has_problem(ps, "t.toml:12: vip[0].conn_idle_timeout_s: ", "must be 1-2097151, not 0"));
 }
 
 // A pool with one IPv4 and one IPv6 backend, used by one VIP with the given method.
