@@ -107,7 +107,8 @@ std::pair<Config, std::string> BalancerApi::edited(const std::string &op, const 
                 throw std::invalid_argument("field \"conn_table\" must be true or false");
             v.conn_table = r["conn_table"].get<bool>();
         }
-        v.conn_idle_timeout_s = uint32_t(int_field(r, "conn_idle_timeout_s", 1, kMaxConnIdleTimeoutS, false, 300));  // as the file
+        // the same bound and default as the file
+        v.conn_idle_timeout_s = uint32_t(int_field(r, "conn_idle_timeout_s", 1, kMaxConnIdleTimeoutS, false, 300));
         Config next = controller_.config();
         next.vips.push_back(v);
         return {std::move(next), "vip.add " + Endpoint{v.address, v.port}.str()};

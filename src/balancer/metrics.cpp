@@ -71,6 +71,17 @@ std::string render_prometheus(const Controller &c)
     for (auto &v : stats["vips"])
         o << "understudy_vip_bytes_total{vip=\"" << label(v["vip"]) << "\",pool=\"" << label(v["pool"]) << "\"} "
           << v["bytes"].get<uint64_t>() << "\n";
+    bool any_quic = false;
+    for (auto &v : stats["vips"])
+        any_quic = any_quic || v.contains("quic");
+    if (any_quic)
+        family("understudy_vip_quic_packets_total", "counter",
+               "QUIC VIPs' packets by how their connection ID routed them (result: docs/quic-lb.md)");
+    for (auto &v : stats["vips"])
+        if (v.contains("quic"))
+            for (auto &[result, n] : v["quic"].items())
+                o << "understudy_vip_quic_packets_total{vip=\"" << label(v["vip"]) << "\",pool=\"" << label(v["pool"])
+                  << "\",result=\"" << result << "\"} " << n.get<uint64_t>() << "\n";
     family("understudy_backend_packets_total", "counter", "packets forwarded to a backend");
     for (auto &b : stats["backends"])
         o << "understudy_backend_packets_total{pool=\"" << label(b["pool"]) << "\",id=\"" << b["id"].get<uint32_t>()

@@ -36,6 +36,9 @@ nlohmann::ordered_json stats_json(const Config &config, const dp::Snapshot &snap
         uint16_t index = snapshot.vips[i].stat_index;
         j["vips"].push_back({{"vip", vip_name(v)}, {"pool", v.pool}, {"packets", stats.vip_packets[index]},
                              {"bytes", stats.vip_bytes[index]}});
+        if (!v.quic_lb.empty())  // QUIC VIPs only: the others' output stays as it was
+            for (int c = 0; c < dp::US_QUIC_MAX; c++)
+                j["vips"].back()["quic"][std::string(dp::quic_counter_name(c))] = stats.vip_quic[index][c];
     }
     j["backends"] = nlohmann::ordered_json::array();
     for (size_t p = 0; p < config.pools.size() && p < snapshot.backends.size(); p++) {
@@ -91,6 +94,12 @@ std::string stats_text(const Config &config, const dp::Snapshot &snapshot, const
                  v["pool"].get<std::string>().c_str(), (unsigned long long)v["packets"].get<uint64_t>(),
                  (unsigned long long)v["bytes"].get<uint64_t>());
         out << line;
+        if (v.contains("quic")) {
+            out << "    quic";
+            for (auto &[name, value] : v["quic"].items())
+                out << " " << name << " " << value.get<uint64_t>();
+            out << "\n";
+        }
     }
     out << "backends\n";
     for (auto &b : j["backends"]) {

@@ -233,6 +233,40 @@ std::vector<Backend> build_backends(const Config &config, const understudy::Pool
     return backends;
 }
 
+Status build_quic_vip(QuicVip &out, const understudy::Vip &vip, const understudy::Pool &pool, const PoolTable &table)
+{
+    out.present = 0;
+    std::unordered_map<uint32_t, bool> in_pool;
+    for (const auto &b : pool.backends)
+        in_pool[b.id] = true;
+    for (const QuicLbConfig &q : vip.quic_lb) {
+        const uint8_t *key = q.key ? q.key->data() : nullptr;
+        quic_lb_config &c = out.config[q.codepoint < QUIC_LB_CODEPOINTS ? q.codepoint : 0];
+        if (enum quic_lb_status st = quic_lb_config_init(&c, q.codepoint, q.server_id_len, q.nonce_len, key))
+            return Error{"VIP " + vip.address.str() + ":" + std::to_string(vip.port) + " quic_lb codepoint " +
+                         std::to_string(q.codepoint) + ": " + quic_lb_strerror(st)};
+        std::vector<QuicSid> &sids = out.owned[q.codepoint];
+        sids.clear();
+        for (size_t slot = 0; slot < table.members().size(); slot++) {
+            const Member &m = table.members()[slot];
+            if (!m.present || !in_pool.count(m.id))
+                continue;
+            std::vector<uint8_t> sid = quic_server_id(q, m.id);
+            if (sid.size() != q.server_id_len)
+                continue;  // validate_config() refuses it; never a wrong match
+            QuicSid e{};
+            std::memcpy(e.key, sid.data(), sid.size());
+            e.slot = uint16_t(slot);
+            sids.push_back(e);
+        }
+        std::sort(sids.begin(), sids.end(), quic_sid_less);
+        out.sids[q.codepoint] = sids.data();
+        out.n_sids[q.codepoint] = uint16_t(sids.size());
+        out.present = uint8_t(out.present | 1u << q.codepoint);
+    }
+    return Ok{};
+}
+
 Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, std::shared_ptr<const VipTable> vips,
                                                  const std::vector<const PoolTable *> &tables,
                                                  const std::vector<const us_bucket_entry *> &entries,
@@ -260,6 +294,20 @@ Result<std::unique_ptr<Snapshot>> build_snapshot(const Config &config, std::shar
         pool.backends = s->backends.back().data();
         pool.n_backends = uint16_t(s->backends.back().size());
         s->pools.push_back(pool);
+    }
+    size_t n_quic = 0;
+    for (const understudy::Vip &v : config.vips)
+        n_quic += !v.quic_lb.empty();
+    s->quic.resize(n_quic);  // not resized again: quic_by_vip and each QuicVip's sids point into it
+    s->quic_by_vip.assign(config.vips.size(), nullptr);
+    for (size_t i = 0, q = 0; i < config.vips.size(); i++) {
+        const understudy::Vip &v = config.vips[i];
+        if (v.quic_lb.empty())
+            continue;
+        uint16_t p = s->vips[i].pool;
+        if (auto ok = build_quic_vip(s->quic[q], v, config.pools[p], *tables[p]); !ok)
+            return Error{ok.error()};
+        s->quic_by_vip[i] = &s->quic[q++];
     }
 
     auto v4 = source_v4(config);

@@ -19,6 +19,7 @@
 #include "core/config.h"
 #include "core/config_limits.h"
 #include "core/table.h"
+#include "quic.h"
 #include "us_wire.h"
 
 namespace understudy::dp {
@@ -149,6 +150,10 @@ struct Snapshot {
     std::vector<Pool> pools;
     std::vector<std::vector<Backend>> backends;         // per pool, by slot; Pool::backends points here
     std::vector<std::vector<us_bucket_entry>> owned;    // entries this snapshot owns (replay); may be empty
+    // QUIC VIPs (those with [[vip.quic_lb]]): their codec configurations and server-ID maps, built against
+    // this snapshot's backend slots; quic_by_vip holds one pointer per VIP, nullptr for the others.
+    std::vector<QuicVip> quic;
+    std::vector<const QuicVip *> quic_by_vip;
     Source source{};
     uint64_t generation = 0;
 };
@@ -196,6 +201,11 @@ Result<std::shared_ptr<VipTable>> build_vip_table(const Config &config, StatInde
 // The backends of one pool by table slot, with operational state from the table.
 std::vector<Backend> build_backends(const Config &config, const understudy::Pool &pool, const PoolTable &table,
                                     const SnapshotOptions &options);
+
+// A QUIC VIP's prepared configurations and, per configuration, the server ID of each backend present in
+// the pool's table -> its slot (a backend removed from the pool is absent).
+Status build_quic_vip(QuicVip &out, const understudy::Vip &vip, const understudy::Pool &pool,
+                            const PoolTable &table);
 
 // A snapshot whose pools point at the given entry arrays (one per config pool, 2^table_bits each).
 // The caller keeps the arrays alive and unchanged while the snapshot may be in use.

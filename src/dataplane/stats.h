@@ -21,6 +21,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) LcoreStats {
     uint64_t drops[US_DROP_MAX];
     uint64_t vip_packets[kMaxVips];
     uint64_t vip_bytes[kMaxVips];
+    uint64_t vip_quic[kMaxVips][US_QUIC_MAX];  // QUIC VIPs' routing outcomes (quic.h)
     uint64_t backend_packets[kMaxBackendStats];
     uint64_t backend_bytes[kMaxBackendStats];
 };
@@ -43,6 +44,7 @@ struct StatsTotal {
     std::array<uint64_t, US_CTR_MAX> counters{};
     std::array<uint64_t, US_DROP_MAX> drops{};
     std::array<uint64_t, kMaxVips> vip_packets{}, vip_bytes{};
+    std::array<std::array<uint64_t, US_QUIC_MAX>, kMaxVips> vip_quic{};
     std::array<uint64_t, kMaxBackendStats> backend_packets{}, backend_bytes{};
 
     void add(const LcoreStats &s);
@@ -62,5 +64,7 @@ std::string_view counter_name(int counter);
 std::string_view counter_help(int counter);
 std::string_view drop_name(int reason);
 std::string_view drop_help(int reason);
+std::string_view quic_counter_name(int counter);
+std::string_view quic_counter_help(int counter);
 
 }  // namespace understudy::dp

@@ -30,6 +30,7 @@ struct Pending {
     const Vip *vip;
     const Pool *pool;
     const us_bucket_entry *entry;
+    const QuicVip *quic;  // nullptr unless the VIP routes QUIC by connection ID
     ConnSet *set;  // nullptr when the VIP keeps no connection table
     uint64_t tag;   // connection-table tag: the session hash mixed with the VIP's identity
     uint64_t hash;
@@ -100,6 +101,7 @@ static inline Verdict classify(Worker &w, const Snapshot &s, rte_mbuf *m, Pendin
     q.m = m;
     q.vip = &s.vips[vip_index];
     q.pool = &s.pools[q.vip->pool];
+    q.quic = s.quic_by_vip[vip_index];
     if (q.vip->affinity == uint8_t(Affinity::client))
         std::memset(p.sport, 0, 4);  // the ports are not read after this
     return Verdict::pending;
@@ -165,6 +167,38 @@ static inline uint16_t choose_server(Worker &w, const Pending &q, const us_bucke
     return e.serving;
 }
 
+// A QUIC VIP's packet (docs/quic-lb.md): the server its destination connection ID names is its primary.
+// While that server is operational the packet goes there, before and without the connection table (a
+// migrated client's new 4-tuple has no entry, and the CID outranks an old pin); PINNED tells the backend's
+// agent to serve it although its ordering may name another. When that server is down the 4-tuple decides as
+// for any packet, and the header still names the CID's primary. An unroutable CID, or a packet that is not
+// QUIC, an ICMP error or a fragment, goes by the 4-tuple.
+static uint16_t quic_choose(Worker &w, const Pending &q, const us_bucket_entry &e, uint32_t now, uint8_t &flags,
+                            uint16_t &primary)
+{
+    if (q.p.fragment || q.p.icmp_error || q.p.proto != US_IPPROTO_UDP)
+        return choose_server(w, q, e, now, flags);
+    const uint8_t *data = rte_pktmbuf_mtod(q.m, const uint8_t *);
+    size_t end = std::min<size_t>(q.p.l3_offset + q.p.l3_len, rte_pktmbuf_data_len(q.m));
+    size_t payload = q.p.l4_offset + 8u;  // after the UDP header
+    uint64_t *counters = w.stats.vip_quic[q.vip->stat_index];
+    int reason;
+    uint16_t slot = quic_primary_slot(*q.quic, data + payload, end > payload ? end - payload : 0, &reason);
+    if (slot == US_NO_SERVER) {
+        count(counters[reason]);
+        return choose_server(w, q, e, now, flags);
+    }
+    primary = slot;
+    if (!q.pool->backends[slot].operational) {
+        count(counters[US_QUIC_primary_down]);
+        return choose_server(w, q, e, now, flags);
+    }
+    count(counters[US_QUIC_cid_routed]);
+    if (slot != e.serving)
+        flags |= US_GUE_F_PINNED;
+    return slot;
+}
+
 // A VIP packet larger than the MTU once encapsulated for its backend (limit: the largest inner packet that
 // fits). An IPv4 packet with DF set, or any IPv6 packet, is answered with ICMP frag-needed / packet-too-big,
 // within the worker's rate; a packet the balancer could fragment (IPv4, DF clear) is dropped unanswered, as
@@ -209,7 +243,8 @@ static inline Sent forward(Worker &w, const Snapshot &s, const Pending &q, uint3
     const Pool &pool = *q.pool;
     const us_bucket_entry e = *q.entry;
     uint8_t flags = 0;
-    uint16_t slot = choose_server(w, q, e, now, flags);
+    uint16_t primary = e.primary;
+    uint16_t slot = q.quic ? quic_choose(w, q, e, now, flags, primary) : choose_server(w, q, e, now, flags);
     if (slot == US_NO_SERVER) {
         drop(w, m, US_DROP_no_server);
         return Sent::dropped;
@@ -222,7 +257,7 @@ static inline Sent forward(Worker &w, const Snapshot &s, const Pending &q, uint3
     uint16_t limit = s.source.max_inner[q.vip->method][b.ip_version == 6];
     if (q.p.l3_len > limit)
         return too_big(w, s, q, limit) ? Sent::answered : Sent::dropped;
-    uint32_t primary_id = pool.backends[e.primary].id;
+    uint32_t primary_id = pool.backends[primary].id;
     if (b.id != primary_id) {
         flags |= US_GUE_F_FAILOVER;
         count(w.stats.counters[US_CTR_failovers]);

@@ -1,7 +1,8 @@
 // The worker's burst pipeline (process_burst) on real mbufs, under EAL without hugepages: connection-table
 // pins belong to a VIP's identity, not to its position in the configuration. A reload that removes an
 // earlier VIP, adds one before it or reorders them must leave every other VIP's established flows on the
-// server they started on, even when a new backend takes over their buckets.
+// server they started on, even when a new backend takes over their buckets. A QUIC VIP's packets go to the
+// server their connection ID names (tests Quic.*, docs/quic-lb.md).
 #include <gtest/gtest.h>
 
 #include <rte_eal.h>
@@ -19,6 +20,8 @@
 #include <vector>
 
 #include "core/table.h"
+#include "quiclb/quic_lb.h"
+#include "us_key.h"
 #include "dataplane/snapshot.h"
 #include "dataplane/worker.h"
 
@@ -152,6 +155,20 @@ class Pipeline {
             rte_pktmbuf_free(out.tx[i]);
     }
     uint64_t counter(int c) const { return w_.stats.counters[c]; }
+    uint64_t quic(uint16_t vip_stat, int c) const { return w_.stats.vip_quic[vip_stat][c]; }
+    // One packet through the pipeline: the frame sent (empty when nothing was).
+    std::vector<uint8_t> pass(const Snapshot &s, rte_mbuf *m)
+    {
+        BurstOut out;
+        process_burst(w_, s, &m, 1, now, out);
+        std::vector<uint8_t> frame;
+        if (out.n_tx == 1) {
+            const uint8_t *d = rte_pktmbuf_mtod(out.tx[0], const uint8_t *);
+            frame.assign(d, d + rte_pktmbuf_data_len(out.tx[0]));
+            rte_pktmbuf_free(out.tx[0]);
+        }
+        return frame;
+    }
     uint32_t now = 1000;  // connection-table ticks of the next bursts
 
   private:
@@ -266,6 +283,276 @@ TEST(ConnTable, VipsDoNotShareEntries)
     lb.send(*world->snapshot, kVipX, 64, 0x02);
     lb.send(*world->snapshot, kVipY, 64, 0x02);
     EXPECT_EQ(lb.counter(US_CTR_conn_misses), 128u);
+}
+
+// QUIC VIPs (docs/quic-lb.md): the destination connection ID names the primary server. Expected servers come
+// from the CID's minting (the library, as a server would) and, for the 4-tuple, from the ordering contract:
+// the session hash of docs/ordering.md (us_key.h, pinned to tools/ordering_ref.py's vectors by the core tests)
+// into the pool table's bucket (core/table, likewise), never from the worker.
+constexpr uint32_t kQuicVip = 0xc000020a;  // 192.0.2.10
+constexpr uint32_t kQuicBackends = 8;
+const uint8_t kQuicKey[16] = {0x8f, 0x95, 0xf0, 0x92, 0x45, 0x76, 0x5f, 0x80,
+                              0x25, 0x69, 0x34, 0xe5, 0x0c, 0x66, 0x20, 0x7f};
+
+QuicLbConfig quic_lb(uint8_t codepoint, uint8_t sid_len, uint8_t nonce_len, bool key)
+{
+    QuicLbConfig q;
+    q.codepoint = codepoint;
+    q.server_id_len = sid_len;
+    q.nonce_len = nonce_len;
+    if (key)
+        std::copy(std::begin(kQuicKey), std::end(kQuicKey), q.key.emplace().begin());
+    return q;
+}
+
+// Codepoint 0: four-pass, 1: plaintext with backend 3's server ID given, 2: single pass.
+Config quic_config(uint32_t backends)
+{
+    understudy::Vip v = make_vip("192.0.2.10", 443);
+    v.protocol = Protocol::udp;
+    v.quic_lb = {quic_lb(0, 2, 8, true), quic_lb(1, 1, 6, false), quic_lb(2, 3, 13, true)};
+    v.quic_lb[1].server_ids[3] = {0x33};
+    return make_config({v}, backends);
+}
+
+// A CID minted for backend `id` under the VIP's configuration `q` (as a server does), nonce from `n`.
+std::vector<uint8_t> mint(const QuicLbConfig &q, uint32_t id, uint64_t n)
+{
+    quic_lb_config c;
+    EXPECT_EQ(quic_lb_config_init(&c, q.codepoint, q.server_id_len, q.nonce_len, q.key ? q.key->data() : nullptr),
+              QUIC_LB_OK);
+    std::vector<uint8_t> sid = quic_server_id(q, id);
+    EXPECT_EQ(sid.size(), q.server_id_len);
+    std::vector<uint8_t> nonce(q.nonce_len);
+    quic_lb_nonce_from_counter(n, nonce.data(), nonce.size());
+    std::vector<uint8_t> cid(quic_lb_cid_len(&c));
+    EXPECT_EQ(quic_lb_encode(&c, sid.data(), nonce.data(), QUIC_LB_LENGTH_BITS, cid.data()), QUIC_LB_OK);
+    return cid;
+}
+
+std::vector<uint8_t> short_header(const std::vector<uint8_t> &cid)
+{
+    std::vector<uint8_t> p{0x40};
+    p.insert(p.end(), cid.begin(), cid.end());
+    p.insert(p.end(), 24, 0xab);  // packet number and protected payload
+    return p;
+}
+
+// Long header: type 0-3 (v1: Initial, 0-RTT, Handshake, Retry), DCID, an empty SCID and some payload.
+std::vector<uint8_t> long_header(unsigned type, const std::vector<uint8_t> &dcid, uint32_t version = 1)
+{
+    std::vector<uint8_t> p{uint8_t(0xc0 | type << 4), uint8_t(version >> 24), uint8_t(version >> 16),
+                           uint8_t(version >> 8), uint8_t(version), uint8_t(dcid.size())};
+    p.insert(p.end(), dcid.begin(), dcid.end());
+    p.push_back(0);
+    p.insert(p.end(), 24, 0xab);
+    return p;
+}
+
+// Ethernet + IPv4 + UDP from 198.51.100.<host>:sport to vip:443 carrying payload.
+rte_mbuf *udp_frame(uint32_t vip, uint8_t host, uint16_t sport, const std::vector<uint8_t> &payload)
+{
+    rte_mbuf *m = rte_pktmbuf_alloc(g_pool);
+    EXPECT_NE(m, nullptr);
+    uint16_t ip_len = uint16_t(28 + payload.size());
+    uint8_t *d = reinterpret_cast<uint8_t *>(rte_pktmbuf_append(m, uint16_t(14 + ip_len)));
+    std::memcpy(d, kPortMac.addr_bytes, 6);
+    std::memcpy(d + 6, kRouterMac, 6);
+    d[12] = 0x08;
+    d[13] = 0x00;
+    uint8_t *ip = d + 14;
+    std::memset(ip, 0, 28);
+    ip[0] = 0x45;
+    ip[2] = uint8_t(ip_len >> 8);
+    ip[3] = uint8_t(ip_len);
+    ip[8] = 64;
+    ip[9] = 17;
+    const uint8_t src[4] = {198, 51, 100, host};
+    std::memcpy(ip + 12, src, 4);
+    const uint8_t dst[4] = {uint8_t(vip >> 24), uint8_t(vip >> 16), uint8_t(vip >> 8), uint8_t(vip)};
+    std::memcpy(ip + 16, dst, 4);
+    uint8_t *udp = ip + 20;
+    udp[0] = uint8_t(sport >> 8);
+    udp[1] = uint8_t(sport);
+    udp[2] = 443 >> 8;
+    udp[3] = 443 & 0xff;
+    uint16_t udp_len = uint16_t(8 + payload.size());
+    udp[4] = uint8_t(udp_len >> 8);
+    udp[5] = uint8_t(udp_len);
+    std::memcpy(udp + 8, payload.data(), payload.size());
+    return m;
+}
+
+// The 4-tuple's bucket under the ordering contract.
+us_bucket_entry bucket_of(const World &w, uint32_t vip, uint8_t host, uint16_t sport)
+{
+    us_session_key k{};
+    const uint8_t src[4] = {198, 51, 100, host};
+    const uint8_t dst[4] = {uint8_t(vip >> 24), uint8_t(vip >> 16), uint8_t(vip >> 8), uint8_t(vip)};
+    k.src[10] = k.src[11] = k.dst[10] = k.dst[11] = 0xff;
+    std::memcpy(k.src + 12, src, 4);
+    std::memcpy(k.dst + 12, dst, 4);
+    k.sport[0] = uint8_t(sport >> 8);
+    k.sport[1] = uint8_t(sport);
+    k.dport[0] = 443 >> 8;
+    k.dport[1] = 443 & 0xff;
+    k.proto = 17;
+    uint64_t hash = us_session_hash(w.config.secret.data(), &k);
+    const PoolTable &t = *w.tables[0];
+    return t.entries()[hash & (t.buckets() - 1)];
+}
+
+uint32_t id_at(const World &w, uint16_t slot) { return w.tables[0]->members()[slot].id; }
+
+// What a forwarded GUE frame says: the backend (10.0.1.<id>), the header's primary ID and flags.
+struct Gue {
+    uint32_t backend, primary;
+    uint8_t flags;
+};
+
+Gue gue_of(const std::vector<uint8_t> &f)
+{
+    EXPECT_GE(f.size(), 14u + 20 + 8 + 4 + 24);
+    if (f.size() < 14u + 20 + 8 + 4 + 24)
+        return {0, 0, 0};
+    const uint8_t *priv = f.data() + 14 + 20 + 8 + 4;
+    uint32_t primary = uint32_t(priv[4]) << 24 | uint32_t(priv[5]) << 16 | uint32_t(priv[6]) << 8 | priv[7];
+    return {f[14 + 19], primary, priv[3]};
+}
+
+uint16_t quic_stat(const World &w) { return w.snapshot->vips[0].stat_index; }
+
+TEST(Quic, ACidGoesToTheServerItNamesFromAnySourcePort)
+{
+    StatIndex stats;
+    auto world = make_world(quic_config(kQuicBackends), stats, 1);
+    Pipeline lb;
+    uint64_t sent = 0, pinned = 0;
+    for (const QuicLbConfig &q : world->config.vips[0].quic_lb)
+        for (uint32_t x = 1; x <= kQuicBackends; x++)
+            for (uint16_t port = 40000; port < 40016; port++) {
+                std::vector<uint8_t> cid = mint(q, x, sent * 7919 + 1);
+                // short header, and the long-header Handshake packet that carries a server's CID too
+                for (const auto &payload : {short_header(cid), long_header(2, cid)}) {
+                    auto g = gue_of(lb.pass(*world->snapshot, udp_frame(kQuicVip, uint8_t(port), port, payload)));
+                    EXPECT_EQ(g.backend, x) << "codepoint " << int(q.codepoint) << " port " << port;
+                    EXPECT_EQ(g.primary, x);
+                    EXPECT_EQ(g.flags & US_GUE_F_FAILOVER, 0);
+                    // The agent serves it although its ordering may name another (docs/quic-lb.md).
+                    bool serving = id_at(*world, bucket_of(*world, kQuicVip, uint8_t(port), port).serving) == x;
+                    EXPECT_EQ(bool(g.flags & US_GUE_F_PINNED), !serving);
+                    pinned += !serving;
+                    sent++;
+                }
+            }
+    EXPECT_EQ(lb.quic(quic_stat(*world), US_QUIC_cid_routed), sent);
+    EXPECT_GT(pinned, sent / 2);  // most 4-tuples' ordering names another server: the test could fail
+    for (int c = 0; c < US_QUIC_MAX; c++)
+        EXPECT_EQ(lb.quic(quic_stat(*world), c), c == US_QUIC_cid_routed ? sent : 0u) << quic_counter_name(c);
+}
+
+TEST(Quic, APrimaryDownGoesByTheOrderingAndTheHeaderStillNamesIt)
+{
+    StatIndex stats;
+    Config config = quic_config(kQuicBackends);
+    auto world = std::make_unique<World>();
+    world->config = config;
+    world->tables.push_back(std::make_unique<PoolTable>(config.secret, config.pools[0].table_bits));
+    world->tables.back()->build(members_of(config.pools[0], {5}));  // backend 5 down
+    SnapshotOptions options;
+    options.port_mac = kPortMac;
+    options.stat_index = &stats;
+    auto s = build_snapshot(world->config, {world->tables[0].get()}, options, 1);
+    ASSERT_TRUE(s) << s.error();
+    world->snapshot = std::move(*s);
+
+    Pipeline lb;
+    uint64_t sent = 0;
+    for (const QuicLbConfig &q : world->config.vips[0].quic_lb)
+        for (uint16_t port = 41000; port < 41064; port++) {
+            std::vector<uint8_t> cid = mint(q, 5, port);
+            auto g = gue_of(lb.pass(*world->snapshot, udp_frame(kQuicVip, 7, port, short_header(cid))));
+            us_bucket_entry e = bucket_of(*world, kQuicVip, 7, port);
+            EXPECT_EQ(g.backend, id_at(*world, e.serving)) << "port " << port;
+            EXPECT_NE(g.backend, 5u);
+            EXPECT_EQ(g.primary, 5u) << "the header must name the CID's primary";
+            EXPECT_TRUE(g.flags & US_GUE_F_FAILOVER);
+            EXPECT_FALSE(g.flags & US_GUE_F_PINNED);
+            sent++;
+        }
+    EXPECT_EQ(lb.quic(quic_stat(*world), US_QUIC_primary_down), sent);
+    EXPECT_EQ(lb.quic(quic_stat(*world), US_QUIC_cid_routed), 0u);
+}
+
+TEST(Quic, UnroutablePacketsGoByTheFourTupleAndAreCounted)
+{
+    StatIndex stats;
+    // Backend 8 is removed from the pool: CIDs minted for it name nobody now.
+    auto world = make_world(quic_config(kQuicBackends - 1), stats, 1);
+    const auto &q = world->config.vips[0].quic_lb;
+    std::vector<uint8_t> good = mint(q[0], 2, 99);
+    std::vector<uint8_t> cp7 = good, cp3 = good, cp1_short = mint(q[1], 3, 5);
+    cp7[0] = uint8_t(0xe0 | (cp7[0] & 0x1f));
+    cp3[0] = uint8_t(0x60 | (cp3[0] & 0x1f));
+    cp1_short.resize(4);  // 1 + server ID + 2 of 6 nonce octets
+    std::vector<uint8_t> plain_unknown = {0x20, 0x77, 1, 2, 3, 4, 5, 6};  // codepoint 1, server ID 0x77
+    struct Case {
+        const char *what;
+        std::vector<uint8_t> payload;
+        int reason;
+    } cases[] = {
+        {"codepoint 7", short_header(cp7), US_QUIC_unroutable_codepoint},
+        {"codepoint without configuration", short_header(cp3), US_QUIC_unroutable_codepoint},
+        {"long header, codepoint 7", long_header(2, cp7), US_QUIC_unroutable_codepoint},
+        {"empty payload", {}, US_QUIC_unroutable_length},
+        {"one octet", {0x40}, US_QUIC_unroutable_length},
+        {"short header, CID cut short", {0x40, good[0], good[1], good[2]}, US_QUIC_unroutable_length},
+        {"long header, CID shorter than its configuration's", long_header(2, cp1_short), US_QUIC_unroutable_length},
+        {"long header, DCID length past the packet", {0xe0, 0, 0, 0, 1, 20, good[0]}, US_QUIC_unroutable_length},
+        {"long header, DCID length 0", long_header(2, {}), US_QUIC_unroutable_length},
+        {"long header, DCID longer than 20", long_header(2, std::vector<uint8_t>(21, 0x01)),
+         US_QUIC_unroutable_length},
+        {"server ID of a removed backend", short_header(mint(q[0], 8, 1)), US_QUIC_unroutable_server_id},
+        {"server ID of nobody", short_header(plain_unknown), US_QUIC_unroutable_server_id},
+        {"v1 Initial naming backend 2", long_header(0, good), US_QUIC_unroutable_initial},
+        {"v1 0-RTT naming backend 2", long_header(1, good), US_QUIC_unroutable_initial},
+        {"v2 Initial naming backend 2", long_header(1, good, 0x6b3343cf), US_QUIC_unroutable_initial},
+        {"unknown version", long_header(2, good, 0x1a2a3a4a), US_QUIC_unroutable_initial},
+    };
+    Pipeline lb;
+    uint16_t port = 42000;
+    uint64_t expected[US_QUIC_MAX] = {};
+    for (const Case &c : cases) {
+        for (uint8_t host = 1; host <= 8; host++, port++) {
+            auto g = gue_of(lb.pass(*world->snapshot, udp_frame(kQuicVip, host, port, c.payload)));
+            us_bucket_entry e = bucket_of(*world, kQuicVip, host, port);
+            EXPECT_EQ(g.backend, id_at(*world, e.serving)) << c.what;
+            EXPECT_EQ(g.primary, id_at(*world, e.primary)) << c.what;
+            EXPECT_EQ(g.flags, 0) << c.what;
+            expected[c.reason]++;
+        }
+        for (int r = 0; r < US_QUIC_MAX; r++)
+            EXPECT_EQ(lb.quic(quic_stat(*world), r), expected[r]) << c.what << ": " << quic_counter_name(r);
+    }
+    // The same CID as a v1 Handshake packet is routable: the Initial above went by the 4-tuple by its type.
+    auto g = gue_of(lb.pass(*world->snapshot, udp_frame(kQuicVip, 9, 43000, long_header(2, good))));
+    EXPECT_EQ(g.backend, 2u);
+}
+
+TEST(Quic, AVipWithoutQuicLbIgnoresCids)
+{
+    StatIndex stats;
+    Config config = quic_config(kQuicBackends);
+    config.vips[0].quic_lb.clear();
+    auto world = make_world(config, stats, 1);
+    std::vector<uint8_t> cid = mint(quic_config(kQuicBackends).vips[0].quic_lb[0], 2, 1);
+    Pipeline lb;
+    for (uint16_t port = 44000; port < 44032; port++) {
+        auto g = gue_of(lb.pass(*world->snapshot, udp_frame(kQuicVip, 1, port, short_header(cid))));
+        EXPECT_EQ(g.backend, id_at(*world, bucket_of(*world, kQuicVip, 1, port).serving));
+    }
+    for (int c = 0; c < US_QUIC_MAX; c++)
+        EXPECT_EQ(lb.quic(quic_stat(*world), c), 0u);
 }
 
 }  // namespace
