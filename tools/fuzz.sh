@@ -3,13 +3,13 @@
 # (default build-fuzz; configured and built here if needed). What it finds stays in
 # BUILD/tests/fuzz/<target>-corpus (grown corpus) and BUILD/tests/fuzz/fuzz-artifacts (crashes).
 #   tools/fuzz.sh TARGET SECONDS [BUILD]
-#     TARGET: parse | tunnel | pipeline     (libFuzzer targets, tests/fuzz/fuzz_TARGET.cpp)
+#     TARGET: parse | tunnel | pipeline | capture   (libFuzzer targets, tests/fuzz/fuzz_TARGET.cpp)
 #             bpf-diff                      (root: the XDP program against the C parser, over the tunnel seeds
 #                                            and what earlier 'tunnel' runs found, with as many mutants per
 #                                            input as SECONDS allows)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-target=${1:?usage: tools/fuzz.sh parse|tunnel|pipeline|bpf-diff SECONDS [BUILD]}
+target=${1:?usage: tools/fuzz.sh parse|tunnel|pipeline|capture|bpf-diff SECONDS [BUILD]}
 seconds=${2:?usage: tools/fuzz.sh TARGET SECONDS [BUILD]}
 build=${3:-$root/build-fuzz}
 fz=$root/tests/fuzz
@@ -19,8 +19,9 @@ case $target in
     parse) binary=fuzz_parse; seeds=("$fz/corpus") ;;
     tunnel) binary=fuzz_tunnel; seeds=("$fz/tunnel_corpus" "$fz/corpus") ;;
     pipeline) binary=fuzz_pipeline; seeds=("$fz/pipeline_corpus") ;;
+    capture) binary=fuzz_capture; seeds=("$fz/capture_corpus") ;;
     bpf-diff) binary=bpf_parse_diff ;;
-    *) echo "tools/fuzz.sh: unknown target '$target' (parse, tunnel, pipeline, bpf-diff)" >&2; exit 2 ;;
+    *) echo "tools/fuzz.sh: unknown target '$target' (parse, tunnel, pipeline, capture, bpf-diff)" >&2; exit 2 ;;
 esac
 ninja -C "$build" "tests/fuzz/$binary" >/dev/null
 out=$build/tests/fuzz

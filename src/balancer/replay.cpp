@@ -2,7 +2,6 @@
 // reading IN and writing OUT, and prints the statistics when the input is drained.
 #include "replay.h"
 
-#include <pcap/pcap.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,48 +17,10 @@
 #include "daemon/json_text.h"
 #include "core/table.h"
 #include "dataplane/dataplane.h"
+#include "capture.h"
 #include "report.h"
 
 namespace understudy {
-
-// The input read through libpcap (classic pcap or pcapng, either byte order, any timestamp precision) and
-// written to `normalized` as classic pcap, what net_pcap reads. A record libpcap cannot read is an error that
-// names it (a length past 256 KiB, a cut header or cut data), never a replay that waits for it.
-static Result<CaptureInfo> normalize_capture(const std::string &in, const std::string &normalized)
-{
-    char err[PCAP_ERRBUF_SIZE] = "";
-    pcap_t *p = pcap_open_offline(in.c_str(), err);
-    if (!p)
-        return Error{in + ": not a capture libpcap can read (pcap or pcapng): " + err};
-    std::unique_ptr<pcap_t, void (*)(pcap_t *)> reader(p, pcap_close);
-    if (pcap_datalink(p) != DLT_EN10MB)
-        return Error{in + ": link type " + std::to_string(pcap_datalink(p)) + " (" +
-                     (pcap_datalink_val_to_name(pcap_datalink(p)) ? pcap_datalink_val_to_name(pcap_datalink(p)) : "?") +
-                     "), not Ethernet"};
-    pcap_t *dead = pcap_open_dead(DLT_EN10MB, 262144);
-    std::unique_ptr<pcap_t, void (*)(pcap_t *)> dead_owner(dead, pcap_close);
-    pcap_dumper_t *d = pcap_dump_open(dead, normalized.c_str());
-    if (!d)
-        return Error{"cannot write " + normalized + ": " + pcap_geterr(dead)};
-    std::unique_ptr<pcap_dumper_t, void (*)(pcap_dumper_t *)> dumper(d, pcap_dump_close);
-    CaptureInfo info;
-    for (long n = 1;; n++) {
-        pcap_pkthdr *h;
-        const u_char *data;
-        int rc = pcap_next_ex(p, &h, &data);
-        if (rc == PCAP_ERROR_BREAK)
-            break;  // the end
-        if (rc != 1)
-            return Error{in + ": record " + std::to_string(n) + ": " + pcap_geterr(p)};
-        // Every record goes in as it is, however short, long or cut: counting what the data plane does with
-        // such frames is part of what replay is for.
-        pcap_dump(reinterpret_cast<u_char *>(d), h, data);
-        info.records++;
-    }
-    if (pcap_dump_flush(d) != 0)
-        return Error{"cannot write " + normalized};
-    return info;
-}
 
 // Copies the output that net_pcap wrote to where the user asked, every write checked.
 static Status copy_out(const std::string &from, const std::string &to)

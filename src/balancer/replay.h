@@ -15,9 +15,4 @@ struct ReplayOptions {
 
 int run_replay(const ReplayOptions &options);
 
-// What replay made of its input capture.
-struct CaptureInfo {
-    size_t records = 0;
-};
-
 }  // namespace understudy

@@ -7,6 +7,9 @@ drop reason of the replay world:
                     in single-segment mbufs, and a few with other headrooms, chained segments, non_vip = drop
   tunnel_corpus/    frames as a backend receives them: the IP packet of each VIP fixture in GUE (docs/wire.md,
                     built here from the document, not by the balancer) over IPv4 and IPv6, and in IP-in-IP
+  capture_corpus/   fuzz_capture inputs: capture files of fixture frames in every format libpcap reads (classic
+                    pcap in both byte orders, micro- and nanosecond, pcapng with enhanced and simple packet
+                    blocks and two sections), cut and oversized records, another link type
 
 Run it after changing the fixtures; the files it writes are committed (a few hundred KB at most). Needs
 python3-scapy.
@@ -99,6 +102,49 @@ def tunnels(items, rng):
     return out
 
 
+def pcap(frames, endian="<", magic=0xA1B2C3D4, linktype=1, snaplen=262144):
+    out = struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
+    for i, f in enumerate(frames):
+        out += struct.pack(endian + "IIII", 1000 + i, i, len(f), len(f)) + f
+    return out
+
+
+def pcapng_block(kind, body):
+    body += b"\0" * (-len(body) % 4)
+    return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+
+def pcapng(frames, simple=False):
+    out = pcapng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += pcapng_block(1, struct.pack("<HHI", 1, 0, 65535))
+    for i, f in enumerate(frames):
+        if simple:
+            out += pcapng_block(3, struct.pack("<I", len(f)) + f)
+        else:
+            out += pcapng_block(6, struct.pack("<IIIII", 0, 0, i, len(f), len(f)) + f)
+    return out
+
+
+def captures(items):
+    frames = [f.frame for f in items[:8]]
+    good = pcap(frames)
+    return [
+        ("pcap-le", good),
+        ("pcap-be", pcap(frames, endian=">")),
+        ("pcap-nano", pcap(frames, magic=0xA1B23C4D)),
+        ("pcap-empty", pcap([])),
+        ("pcap-cut-data", good[:-7]),
+        ("pcap-cut-header", good[:24 + 16 + len(frames[0]) + 9]),
+        ("pcap-oversized", pcap(frames[:1]) + struct.pack("<IIII", 0, 0, 262145, 262145) + b"\0" * 64),
+        ("pcap-caplen-past-len", pcap(frames[:1])[:24] + struct.pack("<IIII", 0, 0, 60, 20) + bytes(60)),
+        ("pcap-raw-ip", pcap([f[14:] for f in frames[:2]], linktype=101)),
+        ("pcapng-epb", pcapng(frames)),
+        ("pcapng-spb", pcapng(frames[:3], simple=True)),
+        ("pcapng-two-sections", pcapng(frames[:2]) + pcapng(frames[2:4])),
+        ("pcapng-cut", pcapng(frames)[:-5]),
+    ]
+
+
 def write(directory, named):
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
@@ -113,6 +159,7 @@ def main():
     items = fx.main_fixtures()
     write(os.path.join(HERE, "pipeline_corpus"), [("burst-%02d" % i, b) for i, b in enumerate(bursts(items, rng))])
     write(os.path.join(HERE, "tunnel_corpus"), tunnels(items, rng))
+    write(os.path.join(HERE, "capture_corpus"), captures(items))
 
 
 if __name__ == "__main__":
