@@ -13,6 +13,7 @@ packages=(
     libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev nlohmann-json3-dev
     python3 python3-cryptography python3-scapy python3-numpy python3-matplotlib iproute2 iputils-ping curl procps ethtool linux-perf nftables
     wrk iperf3
+    libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then
