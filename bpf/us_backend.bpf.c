@@ -418,6 +418,33 @@ static __always_inline const struct us_bpf_backend *next_candidate(const struct 
     return 0;
 }
 
+/* A QUIC_PRIMARY packet (docs/quic-lb.md): served here when this host is the server its connection ID
+ * names (the connection lives there), forwarded there while that server is operational and reachable in this
+ * view and the hop budget allows. Returns 0 when neither (this host's table decides, as for any UDP packet),
+ * else 1 with *counter and *to set (to = 0: serve here). */
+static __always_inline int quic_primary(const struct us_bpf_config *cfg, __u32 pool_index,
+                                        const struct us_bpf_pool *pool, __u32 primary_id, __u8 budget,
+                                        __u8 outer_version, const struct us_bpf_backend **to, __u32 *counter)
+{
+    struct us_backend_id_key key = {pool_index, primary_id};
+    const __u32 *slot = bpf_map_lookup_elem(&us_backend_ids, &key);
+    if (!slot)
+        return 0;
+    __u32 primary = *slot;
+    if (pool->my_slot != US_NO_SERVER && primary == pool->my_slot) {
+        *counter = US_BCTR_quic_primary_served;
+        return 1;
+    }
+    if (budget == 0)
+        return 0;
+    const struct us_bpf_backend *b = reachable(cfg, pool_index, pool, primary, outer_version);
+    if (!b || !b->operational)
+        return 0;
+    *to = b;
+    *counter = US_BCTR_quic_primary_forwarded;
+    return 1;
+}
+
 /* Whether the outer source may send tunnels here. */
 static __always_inline int trusted_source(const struct us_parsed *outer)
 {
@@ -483,19 +510,32 @@ static __always_inline int on_gue(struct xdp_md *ctx, const struct us_bpf_config
      * established flows). PINNED does not apply to TCP: a socket, not a flag, says where a flow lives. */
     int tcp = in.proto == US_IPPROTO_TCP && !in.fragment;
 
-    /* Not TCP (or a fragment): no socket to ask; the sender's pin, then this host's view. */
-    if (!tcp && (g.flags & US_GUE_F_PINNED))
-        return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_pinned_served);
-    if (me != US_NO_SERVER && e->serving == me)
-        return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_gue_served);
-    if (budget == 0)
-        return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_gue_last_resort);
-    if (e->serving == US_NO_SERVER)
-        return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_gue_no_server);
-    const struct us_bpf_backend *b = reachable(cfg, pool_index, pool, e->serving, outer->ip_version);
-    if (!b)
-        return serve(ctx, outer, inner_offset, in.ip_version, US_BCTR_cannot_forward);
-    return forward(ctx, cfg, outer, b, budget, g.walked, US_BCTR_gue_forwarded);
+    /* Not TCP (or a fragment): no socket to ask. The server a QUIC connection ID names, then the sender's
+     * pin, then this host's view. One serve and one forward site: each inlined copy costs the verifier. */
+    const struct us_bpf_backend *to = 0;
+    __u32 counter;
+    int quic = !tcp && (g.flags & US_GUE_F_QUIC_PRIMARY);
+    if (quic && quic_primary(cfg, pool_index, pool, g.primary_id, budget, outer->ip_version, &to, &counter)) {
+        /* counter and to are set */
+    } else {
+        if (quic)
+            count(US_BCTR_quic_primary_fallback);
+        if (!tcp && (g.flags & US_GUE_F_PINNED))
+            counter = US_BCTR_pinned_served;
+        else if (me != US_NO_SERVER && e->serving == me)
+            counter = US_BCTR_gue_served;
+        else if (budget == 0)
+            counter = US_BCTR_gue_last_resort;
+        else if (e->serving == US_NO_SERVER)
+            counter = US_BCTR_gue_no_server;
+        else {
+            to = reachable(cfg, pool_index, pool, e->serving, outer->ip_version);
+            counter = to ? US_BCTR_gue_forwarded : US_BCTR_cannot_forward;
+        }
+    }
+    if (to)
+        return forward(ctx, cfg, outer, to, budget, g.walked, counter);
+    return serve(ctx, outer, inner_offset, in.ip_version, counter);
 }
 
 /* IP-in-IP (either family in either): decapsulated for the kernel if the inner packet is for a VIP. */

@@ -102,13 +102,19 @@ US_BPF_ASSERT(sizeof(struct us_source_key) == 20, "us_source_key layout");
 US_BPF_ASSERT(sizeof(struct us_bucket_entry) == 8, "us_bucket_entry layout");
 
 /* us_stats (PERCPU_ARRAY, one u64 per counter). A GUE packet counts exactly one of the decisions
- * (served: gue_served ... no_holder_served; forwarded: gue_forwarded, misdirected_forwarded; not handled:
- * bad_gue, bad_inner, no_vip, untrusted_source), plus digest_mismatch when views differ and hop_clamped when
- * its hop budget was above this host's maximum. X(name, help) */
+ * (served: gue_served ... no_holder_served, quic_primary_served; forwarded: gue_forwarded,
+ * misdirected_forwarded, quic_primary_forwarded; not handled: bad_gue, bad_inner, no_vip, untrusted_source),
+ * plus digest_mismatch when views differ, hop_clamped when its hop budget was above this host's maximum and
+ * quic_primary_fallback when a QUIC_PRIMARY packet was decided by the table. X(name, help) */
 #define US_BACKEND_COUNTERS(X)                                                                             \
     X(passed, "not GUE on gue_port nor IP-in-IP (or a fragment, an ICMP error...): kernel, untouched")     \
     X(gue_served, "GUE: served here, this host is the bucket's serving server")                            \
     X(pinned_served, "GUE, not TCP: served here, the sender pinned the flow to this host (PINNED)")        \
+    X(quic_primary_served, "GUE, QUIC: served here, this host is the server the connection ID names")       \
+    X(quic_primary_forwarded, "GUE, QUIC: forwarded to the server the connection ID names (operational here)") \
+    X(quic_primary_fallback,                                                                               \
+      "GUE, QUIC: the server the connection ID names is unknown, down or unreachable here, or the hop "    \
+      "budget is spent: this host's table decided (on top of the decision)")                                \
     X(local_socket_served, "GUE: TCP served here, this host holds the connection")                         \
     X(gue_last_resort, "GUE: served here, the hop budget is spent")                                        \
     X(gue_no_server, "GUE: served here, nobody is operational for the bucket in this host's view")         \

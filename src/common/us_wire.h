@@ -37,6 +37,9 @@ struct us_gue_private {
 #define US_GUE_F_PINNED 0x01
 /* The server is not the session's primary (the primary is down, or the flow is pinned elsewhere). */
 #define US_GUE_F_FAILOVER 0x02
+/* primary_id is the server the packet's QUIC connection ID names (QUIC-LB), not the ordering's first: a
+ * backend serves it if it is that server, forwards it there while it is operational, else uses its table. */
+#define US_GUE_F_QUIC_PRIMARY 0x04
 
 struct us_gue_hdr {
     struct us_gue_base base;

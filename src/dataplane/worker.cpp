@@ -169,10 +169,10 @@ static inline uint16_t choose_server(Worker &w, const Pending &q, const us_bucke
 
 // A QUIC VIP's packet (docs/quic-lb.md): the server its destination connection ID names is its primary.
 // While that server is operational the packet goes there, before and without the connection table (a
-// migrated client's new 4-tuple has no entry, and the CID outranks an old pin); PINNED tells the backend's
-// agent to serve it although its ordering may name another. When that server is down the 4-tuple decides as
-// for any packet, and the header still names the CID's primary. An unroutable CID, or a packet that is not
-// QUIC, an ICMP error or a fragment, goes by the 4-tuple.
+// migrated client's new 4-tuple has no entry, and the CID outranks an old pin). When that server is down the
+// 4-tuple decides as for any packet. Either way the header names the CID's primary with QUIC_PRIMARY, so the
+// backend's agent applies the same rule by its own view (no PINNED: the agent re-checks). An unroutable CID,
+// or a packet that is not QUIC, an ICMP error or a fragment, goes by the 4-tuple.
 static uint16_t quic_choose(Worker &w, const Pending &q, const us_bucket_entry &e, uint32_t now, uint8_t &flags,
                             uint16_t &primary)
 {
@@ -189,13 +189,12 @@ static uint16_t quic_choose(Worker &w, const Pending &q, const us_bucket_entry &
         return choose_server(w, q, e, now, flags);
     }
     primary = slot;
+    flags |= US_GUE_F_QUIC_PRIMARY;
     if (!q.pool->backends[slot].operational) {
         count(counters[US_QUIC_primary_down]);
         return choose_server(w, q, e, now, flags);
     }
     count(counters[US_QUIC_cid_routed]);
-    if (slot != e.serving)
-        flags |= US_GUE_F_PINNED;
     return slot;
 }
 

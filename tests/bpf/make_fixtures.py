@@ -80,7 +80,7 @@ N_BACKENDS = {0: 6, 1: 3, 2: 1, 3: 1}
 BY_SLOT = {(b[0], b[1]): b for b in BACKENDS}
 VIPS = [  # (address, port, proto, pool); port 0 = fragments
     (VIP4, 80, 6, 0), (VIP4, 0, 6, 0), (VIP4, 53, 17, 0), (VIP4, 0, 17, 0), (VIP6, 443, 6, 1), (VIP6, 0, 6, 1),
-    (VIP4_OTHER, 80, 6, 2), (VIP4_NOTABLE, 80, 6, 3), (VIP4_UNCONF, 80, 6, 5),
+    (VIP4_OTHER, 80, 6, 2), (VIP4_NOTABLE, 80, 6, 3), (VIP4_UNCONF, 80, 6, 5), (VIP6, 443, 17, 1),
 ]
 # Connections the test opens (listener on vip:vport, client bound to client:cport) before running fixtures.
 SOCKETS = [
@@ -472,6 +472,63 @@ def backend_fixtures():
     data, f = gue4(inner, bucket=20, hop=1)
     fixture("misdirected_last_hop", "hop budget 1: forwarded with 0 left", data, "XDP_TX",
             forwarded(f, b2, 0, 0b01011), {"misdirected_forwarded": 1}, {0: {20: entry(1, 1, 2)}})
+
+    # --- QUIC: QUIC_PRIMARY says the header's primary is the server the connection ID names (docs/quic-lb.md).
+    # Not TCP: this host if it is that server; else that server while it is operational and reachable here
+    # and the budget allows; else this host's table as for any UDP packet, and quic_primary_fallback on top.
+    # Pool 0: this host is ID 11; 10 and 12 are up, 13 down, 14 IPv6 (the outer header is IPv4).
+    QUIC, PINNED, FAILOVER = 0x04, 0x01, 0x02
+    quic4 = bytes(IP(src=CLIENT4, dst=VIP4) / UDP(sport=4433, dport=53) / Raw(b"\x40" + bytes(range(11)) + b"q" * 20))
+    quic6 = bytes(IPv6(src=CLIENT6, dst=VIP6) / UDP(sport=4433, dport=443) / Raw(b"\x40" + b"c" * 30))
+    data, f = gue4(quic4, bucket=40, flags=QUIC, primary=11)
+    fixture("quic_primary_served", "the CID names this host: served, though the table says slot 0", data,
+            "XDP_PASS", served(f, quic4), {"quic_primary_served": 1}, {0: {40: entry(0, 0)}})
+    data, f = gue4(quic4, bucket=40, flags=QUIC, primary=11, hop=0)
+    fixture("quic_primary_served_no_budget", "the CID names this host, hop budget 0: served as the CID's server",
+            data, "XDP_PASS", served(f, quic4), {"quic_primary_served": 1}, {0: {40: entry(0, 0)}})
+    data, f = gue4(quic4, bucket=40, flags=QUIC, primary=12)
+    fixture("quic_primary_forwarded", "the CID names ID 12, up here: forwarded there although this host is the "
+            "bucket's serving server", data, "XDP_TX", forwarded(f, b2, 1), {"quic_primary_forwarded": 1},
+            {0: {40: entry(1, 1)}})
+    data, f = gue4(quic4, bucket=40, flags=QUIC | PINNED | FAILOVER, primary=12)
+    fixture("quic_primary_over_pinned", "the sender thought the CID's server down and pinned a stand-in; up in "
+            "this view: forwarded to it", data, "XDP_TX", forwarded(f, b2, 1), {"quic_primary_forwarded": 1},
+            {0: {40: entry(1, 1)}})
+    data, f = gue6(quic6, bucket=1000, flags=QUIC, primary=21)
+    fixture("quic_primary_forwarded_v6", "IPv6 outer: forwarded to the CID's server (ID 21), UDP checksum "
+            "updated", data, "XDP_TX", forwarded(f, BY_SLOT[(1, 1)], 1), {"quic_primary_forwarded": 1},
+            {1: {1000: entry(0, 0)}})
+    data, f = gue4(quic4, bucket=40, flags=QUIC | FAILOVER, primary=13)
+    fixture("quic_primary_down_served", "the CID's server (13) is down here and this host is the bucket's "
+            "serving server: served", data, "XDP_PASS", served(f, quic4),
+            {"gue_served": 1, "quic_primary_fallback": 1}, {0: {40: entry(3, 1)}})
+    fixture("quic_primary_down_forwarded", "the CID's server (13) is down here: the bucket's serving server",
+            data, "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1, "quic_primary_fallback": 1},
+            {0: {40: entry(3, 0)}})
+    data, f = gue4(quic4, bucket=40, flags=QUIC | PINNED | FAILOVER, primary=13)
+    fixture("quic_primary_down_pinned", "the CID's server is down here too and the sender pinned this host: "
+            "served as any pinned UDP", data, "XDP_PASS", served(f, quic4),
+            {"pinned_served": 1, "quic_primary_fallback": 1}, {0: {40: entry(3, 0)}})
+    data, f = gue4(quic4, bucket=40, flags=QUIC, primary=77777)
+    fixture("quic_primary_unknown", "a server ID this host does not know: the bucket's serving server", data,
+            "XDP_TX", forwarded(f, b0, 1), {"gue_forwarded": 1, "quic_primary_fallback": 1},
+            {0: {40: entry(0, 0)}})
+    data, f = gue4(quic4, bucket=40, flags=QUIC, primary=14)
+    fixture("quic_primary_other_family", "the CID's server has no address of the outer family: unreachable, the "
+            "table decides (this host serves)", data, "XDP_PASS", served(f, quic4),
+            {"gue_served": 1, "quic_primary_fallback": 1}, {0: {40: entry(4, 1)}})
+    data, f = gue4(quic4, bucket=40, flags=QUIC, primary=12, hop=0)
+    fixture("quic_primary_no_budget", "the CID's server is up but the hop budget is spent: served here", data,
+            "XDP_PASS", served(f, quic4), {"gue_last_resort": 1, "quic_primary_fallback": 1},
+            {0: {40: entry(0, 0)}})
+    data, f = gue4(quic4, bucket=40, primary=12)
+    fixture("quic_flag_absent", "the same packet without QUIC_PRIMARY: the header's primary is the ordering's, "
+            "this host's table decides", data, "XDP_PASS", served(f, quic4), {"gue_served": 1},
+            {0: {40: entry(1, 1)}})
+    syn = tcp4(sport=40020, flags=SYN)
+    data, f = gue4(syn, bucket=40, flags=QUIC, primary=12)
+    fixture("quic_flag_tcp", "TCP ignores QUIC_PRIMARY: a SYN opens on this host's serving server", data,
+            "XDP_PASS", served(f, syn), {"gue_served": 1}, {0: {40: entry(1, 1)}})
 
     # --- a connection this host holds (the test opens them: world.sockets) ---
     s4, s6 = SOCKETS

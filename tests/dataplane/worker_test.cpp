@@ -427,7 +427,7 @@ TEST(Quic, ACidGoesToTheServerItNamesFromAnySourcePort)
     StatIndex stats;
     auto world = make_world(quic_config(kQuicBackends), stats, 1);
     Pipeline lb;
-    uint64_t sent = 0, pinned = 0;
+    uint64_t sent = 0, elsewhere = 0;
     for (const QuicLbConfig &q : world->config.vips[0].quic_lb)
         for (uint32_t x = 1; x <= kQuicBackends; x++)
             for (uint16_t port = 40000; port < 40016; port++) {
@@ -437,16 +437,15 @@ TEST(Quic, ACidGoesToTheServerItNamesFromAnySourcePort)
                     auto g = gue_of(lb.pass(*world->snapshot, udp_frame(kQuicVip, uint8_t(port), port, payload)));
                     EXPECT_EQ(g.backend, x) << "codepoint " << int(q.codepoint) << " port " << port;
                     EXPECT_EQ(g.primary, x);
-                    EXPECT_EQ(g.flags & US_GUE_F_FAILOVER, 0);
-                    // The agent serves it although its ordering may name another (docs/quic-lb.md).
-                    bool serving = id_at(*world, bucket_of(*world, kQuicVip, uint8_t(port), port).serving) == x;
-                    EXPECT_EQ(bool(g.flags & US_GUE_F_PINNED), !serving);
-                    pinned += !serving;
+                    // QUIC_PRIMARY alone, whatever the ordering names: the agent re-checks the header's
+                    // primary by its own view, so no PINNED, and the server is the primary (no FAILOVER).
+                    EXPECT_EQ(g.flags, US_GUE_F_QUIC_PRIMARY);
+                    elsewhere += id_at(*world, bucket_of(*world, kQuicVip, uint8_t(port), port).serving) != x;
                     sent++;
                 }
             }
     EXPECT_EQ(lb.quic(quic_stat(*world), US_QUIC_cid_routed), sent);
-    EXPECT_GT(pinned, sent / 2);  // most 4-tuples' ordering names another server: the test could fail
+    EXPECT_GT(elsewhere, sent / 2);  // most 4-tuples' ordering names another server: a PINNED would show
     for (int c = 0; c < US_QUIC_MAX; c++)
         EXPECT_EQ(lb.quic(quic_stat(*world), c), c == US_QUIC_cid_routed ? sent : 0u) << quic_counter_name(c);
 }
@@ -476,8 +475,8 @@ TEST(Quic, APrimaryDownGoesByTheOrderingAndTheHeaderStillNamesIt)
             EXPECT_EQ(g.backend, id_at(*world, e.serving)) << "port " << port;
             EXPECT_NE(g.backend, 5u);
             EXPECT_EQ(g.primary, 5u) << "the header must name the CID's primary";
-            EXPECT_TRUE(g.flags & US_GUE_F_FAILOVER);
-            EXPECT_FALSE(g.flags & US_GUE_F_PINNED);
+            // The agents redo the check by the header's primary (QUIC_PRIMARY); a first packet has no pin.
+            EXPECT_EQ(g.flags, US_GUE_F_QUIC_PRIMARY | US_GUE_F_FAILOVER);
             sent++;
         }
     EXPECT_EQ(lb.quic(quic_stat(*world), US_QUIC_primary_down), sent);
@@ -550,6 +549,7 @@ TEST(Quic, AVipWithoutQuicLbIgnoresCids)
     for (uint16_t port = 44000; port < 44032; port++) {
         auto g = gue_of(lb.pass(*world->snapshot, udp_frame(kQuicVip, 1, port, short_header(cid))));
         EXPECT_EQ(g.backend, id_at(*world, bucket_of(*world, kQuicVip, 1, port).serving));
+        EXPECT_EQ(g.flags & US_GUE_F_QUIC_PRIMARY, 0);
     }
     for (int c = 0; c < US_QUIC_MAX; c++)
         EXPECT_EQ(lb.quic(quic_stat(*world), c), 0u);
