@@ -25,7 +25,7 @@ MBUF_BYTES = 2432     # one mbuf with its 2,176-byte buffer and mempool headers
 MBUF_MARGIN = 16384   # packets in flight and per-lcore caches, on top of the capture's copies
 
 HEAD = {"family": "v4", "flows": 1000000, "conn": True, "method": "gue", "backends": 16, "primary_down": False,
-        "traffic": "steady"}
+        "traffic": "steady", "quic": ""}
 
 # New-flow floods (gen_pcap.py --traffic): every flood packet a TCP SYN of a new flow from a random source. The
 # connection table is 2^18 entries (65,536 sets) so that a capture of 10^6 flows is 15 new flows per set
@@ -64,7 +64,27 @@ CASES = [
     # 65,536 established flows: one per set, the sizing docs/configuration.md recommends (table 4x the flows)
     _case("mixed-full", traffic="mixed", flows=FLOOD_PACKETS // 2, established=FLOOD_TABLE // 4,
           flood=FLOOD_PACKETS // 2 - FLOOD_TABLE // 4, conn_table=FLOOD_TABLE),
+    # QUIC-LB (docs/quic-lb.md): the same IPv4 UDP frames to a UDP VIP, plain, then as QUIC short-header
+    # packets whose CIDs name the backends under each algorithm (the VIP then has that [[vip.quic_lb]]); the
+    # difference in cycles per packet to udp4, run by run, is the CID decode's cost (quic_cost). Run only when named
+    # (--cases quic, quic-conn-off): a full run keeps its cases and duration.
+    _case("udp4", family="v4udp"),
+    _case("quic-plaintext", family="v4udp", quic="plaintext"),
+    _case("quic-single-pass", family="v4udp", quic="single-pass"),
+    _case("quic-four-pass", family="v4udp", quic="four-pass"),
+    # the same without the connection table: a CID-routed packet skips it (docs/quic-lb.md), plain UDP then too,
+    # so the difference is the decode and the server ID lookup alone
+    _case("udp4-conn-off", family="v4udp", conn=False),
+    _case("quic-plaintext-conn-off", family="v4udp", quic="plaintext", conn=False),
+    _case("quic-single-pass-conn-off", family="v4udp", quic="single-pass", conn=False),
+    _case("quic-four-pass-conn-off", family="v4udp", quic="four-pass", conn=False),
 ]
+# the plain UDP case each QUIC case is compared with, by its connection-table setting
+QUIC_BASE = {True: "udp4", False: "udp4-conn-off"}
+# --cases quic / quic-conn-off: the plain UDP case and the three QUIC ones, run side by side
+GROUPS = {"quic": [QUIC_BASE[True], "quic-plaintext", "quic-single-pass", "quic-four-pass"],
+          "quic-conn-off": [QUIC_BASE[False], "quic-plaintext-conn-off", "quic-single-pass-conn-off",
+                            "quic-four-pass-conn-off"]}
 
 
 def parse_args(argv):
@@ -76,7 +96,9 @@ def parse_args(argv):
     p.add_argument("--runs", type=int, default=3, help="runs per case and per baseline; figures are medians (3)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of traffic before each window (2)")
     p.add_argument("--window", type=float, default=3.0, help="seconds each measurement window lasts (3)")
-    p.add_argument("--cases", default="", help="comma-separated case names (default: all; --list shows them)")
+    p.add_argument("--cases", default="", help="comma-separated case names or groups (quic, quic-conn-off) (default: "
+                   "all but the QUIC ones; --list shows them)")
+    p.add_argument("--skip-baselines", action="store_true", help="no testpmd runs (ratios are then absent)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("--skip-micro", action="store_true", help="full run without the micro-benchmarks")
     p.add_argument("--skip-update", action="store_true", help="full run without the table-update latency")
@@ -141,7 +163,8 @@ def plan_captures(cases, cap, max_packets):
         c["packets"] = packets
         c["flows_measured"] = min(c["flows"], packets)
         c["frame_bytes"] = gen_pcap.DEFAULT_SIZE[c["family"]]
-        c["capture"] = "%s-%dflows-%dpkts-%dB" % (c["family"], c["flows_measured"], packets, c["frame_bytes"])
+        c["capture"] = "%s-%dflows-%dpkts-%dB%s" % (c["family"], c["flows_measured"], packets, c["frame_bytes"],
+                                                    "-quic-%s-%db" % (c["quic"], c["backends"]) if c["quic"] else "")
     return cases
 
 
@@ -166,8 +189,9 @@ def make_capture(c, pcapdir):
                                             "--established", str(c.get("established", 0))]))
     if not os.path.exists(path):
         log("bench: generating %s" % path)
+        quic = ["--quic", c["quic"], "--backends", str(c["backends"])] if c["quic"] else []
         gen_pcap.write(gen_pcap.parse_args(["--out", path, "--family", c["family"], "--flows", str(c["flows_measured"]),
-                                            "--packets", str(c["packets"])]))
+                                            "--packets", str(c["packets"])] + quic))
     return path
 
 
@@ -240,6 +264,27 @@ def measure_mixed(a, d, c):
     r["memory"] = {"before": mem_before, "after": d.memory()}
     del r["backend_packets"]
     return r
+
+
+def quic_cost(cases, case_runs, hz):
+    """Per QUIC case: its cycles per packet less those of the plain UDP case of its connection-table setting
+    (same frames, flows and pool, no QUIC-LB), run by run (run i of both was taken in the same round), median
+    and range over the rounds: what the CID decode and the CID's backend lookup cost a packet, less the
+    connection-table work a CID-routed packet skips. Cases without their plain UDP case are left out."""
+    def cycles(r):
+        return hz * r["cpu_s"] / r["tx_packets"] if "error" not in r and r.get("tx_packets") else None
+    out = []
+    for c in cases:
+        if not c["quic"] or QUIC_BASE[c["conn"]] not in case_runs:
+            continue
+        base = [cycles(r) for r in case_runs[QUIC_BASE[c["conn"]]]]
+        d = [cycles(q) - b for q, b in zip(case_runs[c["name"]], base) if cycles(q) is not None and b is not None]
+        if d:
+            out.append({"case": c["name"], "algorithm": c["quic"], "rounds": len(d),
+                        "cycles_median": statistics.median(d), "cycles_min": min(d), "cycles_max": max(d),
+                        "ns_median": statistics.median(d) / hz * 1e9, "base": QUIC_BASE[c["conn"]],
+                        "base_cycles_median": statistics.median(b for b in base if b is not None)})
+    return out
 
 
 def run_testpmd(a, mode, c, pcap, rundir, tag, lcores):
@@ -438,9 +483,10 @@ def main(argv=None):
             result["micro"] = micro.run(bins["microbench"], lcores[1], rundir, hz, a.micro_filter)
             return finish(a, result, started)
 
-        cases = CASES[:1] if a.quick else CASES
+        named_only = {n for g in GROUPS.values() for n in g}
+        cases = CASES[:1] if a.quick else [c for c in CASES if c["name"] not in named_only]
         if a.cases:
-            wanted = [w for w in a.cases.split(",") if w and w != "none"]
+            wanted = [x for w in a.cases.split(",") if w and w != "none" for x in GROUPS.get(w, [w])]
             unknown = [w for w in wanted if w not in {c["name"] for c in CASES}]
             if unknown:
                 raise BenchError("unknown case(s) %s; --list shows them" % ",".join(unknown))
@@ -467,7 +513,7 @@ def main(argv=None):
         # round, so load that comes and goes on the machine spreads over all of them.
         for r in range(a.runs):
             for x in captures:
-                for mode in testpmd.MODES:
+                for mode in ([] if a.skip_baselines else testpmd.MODES):
                     tag = "testpmd-%s-%s-run%d" % (mode, x["capture"], r + 1)
                     log("bench: run %d/%d  testpmd %-8s %s" % (r + 1, a.runs, mode, x["capture"]))
                     try:
@@ -497,7 +543,7 @@ def main(argv=None):
         for c in cases:
             s = summarize(case_runs[c["name"]])
             entry = {k: c[k] for k in ("name", "family", "frame_bytes", "flows", "flows_measured", "packets", "conn",
-                                       "method", "backends", "primary_down", "capture", "traffic")}
+                                       "method", "backends", "primary_down", "capture", "traffic", "quic")}
             for k in ("flood", "established", "conn_table"):
                 if k in c:
                     entry[k] = c[k]
@@ -519,8 +565,12 @@ def main(argv=None):
                 bm = base[mode].get("mpps")
                 entry["baseline_%s_mpps" % mode] = bm
                 entry["ratio_%s" % mode] = s["mpps"] / bm if s["mpps"] and bm else None
+            if c["quic"] and ok:
+                entry["quic_results"] = {k: statistics.median(r["quic"].get(k, 0) / r["tx_packets"] for r in ok)
+                                         for k in ok[0].get("quic", {})}
             entry["runs"] = case_runs[c["name"]]
             result["cases"].append(entry)
+        result["quic_cost"] = quic_cost(cases, case_runs, hz)
 
         if not a.quick:
             if not a.skip_update:

@@ -7,11 +7,12 @@ import socket
 import subprocess
 import time
 
+import gen_pcap
 from procs import BenchError, log, make_realtime, spawn, stop, tail, thread_cpu_ns, worker_thread
 
 SECRET = "000102030405060708090a0b0c0d0e0f"
 POOL = "bench"
-VIP = {"v4": ("192.0.2.10", "tcp"), "v6": ("2001:db8::10", "udp")}
+VIP = {"v4": ("192.0.2.10", "tcp"), "v4udp": ("192.0.2.10", "udp"), "v6": ("2001:db8::10", "udp")}
 VIP_PORT = 80
 GATEWAY_MAC = "02:00:00:00:00:fe"  # every backend's next hop: no neighbour resolution on the way
 
@@ -59,6 +60,12 @@ def config_text(case, pcap, sock, lcores, mbufs=None, backends=None, probed_port
         out += ['[[vip]]', 'address = "%s"' % address, 'port = %d' % VIP_PORT, 'protocol = "%s"' % proto,
                 'pool = "%s"' % pool, 'method = "%s"' % case["method"],
                 'conn_table = %s' % str(case["conn"]).lower()]
+        if case.get("quic") and pool == POOL:
+            sid_len, nonce_len, key = gen_pcap.QUIC_CONFIGS[case["quic"]]
+            out += ['  [[vip.quic_lb]]', '  codepoint = 0', '  server_id_len = %d' % sid_len,
+                    '  nonce_len = %d' % nonce_len]  # server IDs derived from the ids, as gen_pcap mints them
+            if key:
+                out.append('  key = "%s"' % key)
     eal = ["--in-memory", "--no-pci", "--no-telemetry", "-l", "%d,%d" % lcores, "--main-lcore", str(lcores[0]),
            "--log-level=lib.*:warning"]
     out += ['[dataplane]', 'eal_args = %s' % json.dumps(eal), 'workers = [%d]' % lcores[1], 'non_vip = "drop"',
@@ -205,6 +212,10 @@ def measure(d, warmup, window, backends=False):
         "conn_evictions": cb["conn_evictions"] - ca["conn_evictions"],
         "conn_evictions_confirmed": cb.get("conn_evictions_confirmed", 0) - ca.get("conn_evictions_confirmed", 0),
     }
+    quic = [v["quic"] for v in b["stats"].get("vips", []) if "quic" in v]
+    if quic:  # per-VIP QUIC results (cid_routed, primary_down, unroutable_*), summed over the VIPs
+        before = [v["quic"] for v in a["stats"].get("vips", []) if "quic" in v]
+        r["quic"] = {k: sum(q[k] for q in quic) - sum(q.get(k, 0) for q in before) for k in quic[0]}
     if backends:
         r["backend_packets"] = backend_deltas(a["stats"], b["stats"])
     if tx < rx * 0.999:

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
-"""Benchmark traffic as a classic pcap: minimum-size IPv4 TCP or IPv6 UDP frames towards one VIP, from N flows
-(distinct source address and port each), written with struct because scapy needs minutes for 10^6 packets.
+"""Benchmark traffic as a classic pcap: minimum-size IPv4 TCP, IPv4 UDP or IPv6 UDP frames towards one VIP, from
+N flows (distinct source address and port each), written with struct because scapy needs minutes for 10^6 packets.
+IPv4 UDP frames carry zeros, or with --quic a QUIC short-header packet whose destination connection ID (QUIC-LB,
+docs/quic-lb.md) names backend 1 + flow % --backends under one of QUIC_CONFIGS, minted by tools/quic_lb_ref.py.
 
 Packet i belongs to flow i % N, so a capture of P packets replays every flow P/N times per pass. Sizes are
 on-wire frame sizes including the 4-byte FCS the capture does not hold (64 B IPv4 TCP is 60 captured bytes,
@@ -9,6 +11,7 @@ the 40-byte IP packet plus Ethernet padding). Checksums (IPv4 header, TCP/UDP wi
     gen_pcap.py --out v4.pcap --family v4 --flows 1000000
     gen_pcap.py --out v6.pcap --family v6 --flows 10000 --packets 1000000 --vip 2001:db8::10 --vport 443
     gen_pcap.py --out flood.pcap --traffic flood --flood 1000000
+    gen_pcap.py --out quic.pcap --family v4udp --flows 1000000 --quic four-pass --backends 16
     gen_pcap.py --out mixed.pcap --traffic mixed --flood 500000 --established 16384
 
 A flood capture is TCP SYNs, each from a new random source address and port; a mixed capture starts with the
@@ -24,10 +27,20 @@ import sys
 FCS = 4
 ETH_SRC = bytes.fromhex("020000000001")
 ETH_DST = bytes.fromhex("027063617000")  # net_pcap's port MAC: the daemon drops frames for other hosts
-DEFAULT_SIZE = {"v4": 64, "v6": 78}
-MIN_SIZE = {"v4": 64, "v6": 66}  # 14 + 20 + 20 + FCS is 58: Ethernet's 64 minimum; 14 + 40 + 8 + FCS = 66
-DEFAULT_VIP = {"v4": "192.0.2.10", "v6": "2001:db8::10"}
-DEFAULT_SRC = {"v4": "10.0.0.0", "v6": "2001:db8:1::"}
+DEFAULT_SIZE = {"v4": 64, "v4udp": 80, "v6": 78}
+# 14 + 20 + 20 + FCS is 58: Ethernet's 64 minimum; 14 + 40 + 8 + FCS = 66; v4udp: room for a QUIC short header
+# with a 17-octet CID (14 + 20 + 8 + 1 + 17 + FCS = 64) and a packet number
+MIN_SIZE = {"v4": 64, "v4udp": 72, "v6": 66}
+DEFAULT_VIP = {"v4": "192.0.2.10", "v4udp": "192.0.2.10", "v6": "2001:db8::10"}
+DEFAULT_SRC = {"v4": "10.0.0.0", "v4udp": "10.0.0.0", "v6": "2001:db8:1::"}
+# QUIC-LB configurations of the benchmark (codepoint 0; server ID = the backend's id, 2 octets big-endian, as
+# the daemon derives it): (server_id_len, nonce_len, key). The key is the draft's appendix key.
+QUIC_KEY = "8f95f09245765f80256934e50c66207f"
+QUIC_CONFIGS = {
+    "plaintext": (2, 8, None),       # CID 11 octets, a copy
+    "single-pass": (2, 14, QUIC_KEY),  # CID 17 octets, one AES block
+    "four-pass": (2, 8, QUIC_KEY),   # CID 11 octets, 3 AES blocks (nonce_len >= server_id_len)
+}
 DEFAULT_VIP2 = "192.0.2.11"  # the established flows' VIP in mixed captures
 SYN, ACK = 0x02, 0x10
 
@@ -93,6 +106,53 @@ def frames_v6(args):
         yield eth + ip_head + src_b + vip + udp + payload
 
 
+def quic_minter(name):
+    """cid(server_id_int, nonce_int) -> bytes under QUIC_CONFIGS[name], through the reference implementation
+    (tools/quic_lb_ref.py), with one AES context per key instead of one per block (10^6 CIDs in seconds)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import quic_lb_ref
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    sid_len, nonce_len, key = QUIC_CONFIGS[name]
+    key = bytes.fromhex(key) if key else None
+    cache = {}
+
+    def aes_ecb(k, block):
+        if k not in cache:
+            cache[k] = Cipher(algorithms.AES(k), modes.ECB()).encryptor()
+        return cache[k].update(block)
+    quic_lb_ref.aes_ecb = aes_ecb
+    config = quic_lb_ref.Config(0, sid_len, nonce_len, key)
+    return lambda sid, nonce: quic_lb_ref.encode(config, sid.to_bytes(sid_len, "big"), nonce.to_bytes(nonce_len, "big"))
+
+
+def frames_v4udp(args):
+    """IPv4 + UDP: zeros, or a QUIC short header (first octet 0x40, the flow's CID, zeros for the packet number
+    and payload); yields the captured bytes of each flow."""
+    cap = args.size - FCS
+    ip_len = cap - 14
+    udp_len = ip_len - 20
+    vip = int(ipaddress.IPv4Address(args.vip))
+    base = int(ipaddress.IPv4Address(args.src))
+    eth = ETH_DST + ETH_SRC + b"\x08\x00"
+    ip_sum = words(struct.pack("!BBHHHBBHI", 0x45, 0, ip_len, 0, 0x4000, 64, 17, 0, 0) + struct.pack("!I", vip))
+    udp_sum = (vip >> 16) + (vip & 0xFFFF) + 17 + udp_len + args.vport + udp_len  # pseudo-header; dport, length
+    mint = quic_minter(args.quic) if args.quic else None
+    zeros = b"\0" * (udp_len - 8)
+    for f in range(args.flows):
+        src, sport = source(base, "v4", f)
+        if mint:
+            cid = mint(1 + f % args.backends, f)
+            payload = (b"\x40" + cid + zeros)[:udp_len - 8]
+        else:
+            payload = zeros
+        s_hi, s_lo = src >> 16, src & 0xFFFF
+        ip_ck = 0xFFFF - fold(ip_sum + s_hi + s_lo)
+        udp_ck = 0xFFFF - fold(udp_sum + s_hi + s_lo + sport + words(payload))
+        ip = struct.pack("!BBHHHBBHII", 0x45, 0, ip_len, 0, 0x4000, 64, 17, ip_ck, src, vip)
+        udp = struct.pack("!HHHH", sport, args.vport, udp_len, udp_ck or 0xFFFF)
+        yield eth + ip + udp + payload
+
+
 def tcp_v4(src, sport, vip, vport, flags, cap):
     """One IPv4 TCP frame (no options, no payload, padded to cap captured bytes), checksums computed."""
     ip_len = 40
@@ -154,7 +214,7 @@ def traffic_frames(args):
 def write(args):
     if args.traffic != "steady":
         return write_frames(args.out, traffic_frames(args))
-    flows = list((frames_v4 if args.family == "v4" else frames_v6)(args))
+    flows = list({"v4": frames_v4, "v4udp": frames_v4udp, "v6": frames_v6}[args.family](args))
     packets = args.packets or args.flows
     rec = struct.Struct("<IIII")
     with open(args.out + ".tmp", "wb") as out:
@@ -194,7 +254,11 @@ def write_frames(path, frames):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="pcap file to write (replaced atomically)")
-    p.add_argument("--family", choices=["v4", "v6"], default="v4", help="v4: IPv4 TCP; v6: IPv6 UDP")
+    p.add_argument("--family", choices=["v4", "v4udp", "v6"], default="v4",
+                   help="v4: IPv4 TCP; v4udp: IPv4 UDP (zeros, or QUIC with --quic); v6: IPv6 UDP")
+    p.add_argument("--quic", choices=sorted(QUIC_CONFIGS), default="",
+                   help="v4udp: QUIC short-header packets whose CIDs name the backends, under this algorithm")
+    p.add_argument("--backends", type=int, default=16, help="--quic: flow f's CID names backend 1 + f %% N (16)")
     p.add_argument("--flows", type=int, default=1, help="distinct flows (source address and port)")
     p.add_argument("--packets", type=int, default=0, help="packets in the capture (default: one per flow)")
     p.add_argument("--size", type=int, default=0, help="on-wire frame size with FCS (default 64 v4, 78 v6)")
@@ -216,6 +280,8 @@ def parse_args(argv=None):
     a.src = a.src or DEFAULT_SRC[a.family]
     if a.size < MIN_SIZE[a.family] or a.size > 1518:
         p.error("--size must be %d-1518 for %s" % (MIN_SIZE[a.family], a.family))
+    if a.quic and (a.family != "v4udp" or not 1 <= a.backends <= 65535):
+        p.error("--quic needs --family v4udp and --backends 1-65535")
     if a.flows < 1 or a.packets < 0:
         p.error("--flows must be >= 1 and --packets >= 0")
     return a
@@ -228,7 +294,8 @@ def main(argv=None):
         print("%s: %d packets, %s, %d-byte frames" % (a.out, n, a.traffic, a.size))
         return
     print("%s: %d packets, %d flows, %d-byte frames (%d captured), %s -> %s:%d" %
-          (a.out, n, a.flows, a.size, a.size - FCS, "IPv4 TCP" if a.family == "v4" else "IPv6 UDP", a.vip, a.vport))
+          (a.out, n, a.flows, a.size, a.size - FCS, {"v4": "IPv4 TCP", "v4udp": "IPv4 UDP", "v6": "IPv6 UDP"}[a.family] +
+           (" QUIC " + a.quic if a.quic else ""), a.vip, a.vport))
 
 
 if __name__ == "__main__":

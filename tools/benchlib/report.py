@@ -10,7 +10,9 @@ def flows_label(n):
 
 
 def describe(c):
-    fam = "IPv4 TCP 64 B" if c["family"] == "v4" else "IPv6 UDP 78 B"
+    fam = {"v4": "IPv4 TCP 64 B", "v4udp": "IPv4 UDP 80 B", "v6": "IPv6 UDP 78 B"}[c["family"]]
+    if c.get("quic"):
+        fam = "QUIC short header (%s CIDs), %s" % (c["quic"], fam)
     table = "conn table 2^%d" % (c["conn_table"].bit_length() - 1) if c.get("conn_table") else ""
     if c.get("traffic") == "flood":
         return "SYN flood, every packet a new flow (%s), %s, %s" % (flows_label(c["flood"]), table, c["method"])
@@ -85,6 +87,22 @@ def text(r):
             out.append(_table(["case", "Mpps", "/5tswap", "conn hit", "established", "pins kept", "min",
                                "moved pkts", "evict M/s", "evict confirmed/s", "entries", "RSS MiB",
                                "RSS growth", "hugepages MiB"], rows))
+        quic = r.get("quic_cost")
+        if quic:
+            out.append("")
+            out.append("QUIC CID decode: cycles per packet of each QUIC case less those of its plain UDP case (the "
+                       "same IPv4 UDP frames, flows, pool and connection-table setting without QUIC-LB) in the same "
+                       "round, median and range over rounds; routed = share of packets sent by their CID:")
+            rows = []
+            for q in quic:
+                c = next(x for x in r["cases"] if x["name"] == q["case"])
+                routed = (c.get("quic_results") or {}).get("cid_routed")
+                rows.append([q["case"], _f(c.get("mpps")), _f(c.get("cycles_per_packet"), "%.0f"),
+                             _f(q["cycles_median"], "%+.0f"), "%s..%s" % (_f(q["cycles_min"], "%+.0f"),
+                                                                          _f(q["cycles_max"], "%+.0f")),
+                             _f(q["ns_median"], "%+.1f"), _f(routed, "%.3f")])
+            out.append(_table(["case", "Mpps", "cyc/pkt", "decode cyc", "range", "decode ns", "routed"], rows))
+    if r.get("cases") and any(b[m].get("mpps") for b in r["baselines"] for m in ("io", "macswap", "5tswap")):
         out.append("")
         out.append("baselines (dpdk-testpmd, 1 forwarding core, same devices and capture), Mpps per core:")
         rows = []
@@ -96,6 +114,7 @@ def text(r):
                 row.append(_f(r["machine"]["tsc_hz"] / (x["mpps"] * 1e6), "%.0f") if x.get("mpps") else "-")
             rows.append(row)
         out.append(_table(["capture", "io", "cyc", "macswap", "cyc", "5tswap", "cyc"], rows))
+    if r.get("cases"):
         errs = [(c["name"], e) for c in r["cases"] for e in c.get("errors", [])]
         errs += [(b["capture"] + " " + mode, e) for b in r["baselines"] for mode in ("io", "macswap", "5tswap")
                  for e in b[mode].get("errors", [])]
