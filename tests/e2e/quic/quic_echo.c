@@ -977,7 +977,9 @@ int main(int argc, char **argv)
         case 'S': sports = optarg; break;
         case 'N': new_sports = optarg; break;
         case 'm':
-            cli.mode = strcmp(optarg, "nat") == 0 ? MOVE_NAT : strcmp(optarg, "migrate") == 0 ? MOVE_MIGRATE : MOVE_NONE;
+            cli.mode = strcmp(optarg, "nat") == 0       ? MOVE_NAT
+                       : strcmp(optarg, "migrate") == 0 ? MOVE_MIGRATE
+                                                        : MOVE_NONE;
             if (cli.mode == MOVE_NONE && strcmp(optarg, "none") != 0)
                 usage();
             break;
