@@ -6,16 +6,20 @@
 
 #include <CLI/CLI.hpp>
 #include <cstring>
-#include <iostream>
+#include <utility>
 
 #include "agent.h"
 #include "daemon/api.h"
 #include "daemon/control_loop.h"
+#include "daemon/log.h"
+#include "daemon/notify.h"
 #include "json/results.h"
 
 namespace understudy {
 
-static void log(const std::string &msg) { std::cerr << "understudy-agent: " << msg << std::endl; }
+static void log(const std::string &msg) { write_log(LogPriority::info, "understudy-agent: " + msg + "\n"); }
+static void log_warning(const std::string &msg) { write_log(LogPriority::warning, "understudy-agent: " + msg + "\n"); }
+static void log_error(const std::string &msg) { write_log(LogPriority::error, "understudy-agent: " + msg + "\n"); }
 
 // The agent's control API: the read-only operations of the balancer's, with its own view, and reload.
 class AgentApi : public ApiHandler {
@@ -66,11 +70,11 @@ static int run(const std::string &path, const std::string &socket_override)
 {
     auto config = load_config(path);
     if (!config) {
-        std::cerr << config.error() << "\n";
+        write_log(LogPriority::error, config.error() + "\n");
         return 2;
     }
     if (auto s = validate_for_agent(*config); !s) {
-        std::cerr << s.error() << "\n";
+        write_log(LogPriority::error, s.error() + "\n");
         return 2;
     }
     int sfd = block_control_signals();
@@ -80,7 +84,7 @@ static int run(const std::string &path, const std::string &socket_override)
     Agent agent(loop, log);
     std::string socket = socket_override.empty() ? config->agent.socket : socket_override;
     if (auto s = agent.start(std::move(*config)); !s) {
-        log(s.error());
+        log_error(s.error());
         return 1;
     }
     AgentApi::Reload reload = [&](std::function<void(Status)> done) {
@@ -92,32 +96,34 @@ static int run(const std::string &path, const std::string &socket_override)
     AgentApi handler(agent, reload);
     ApiServer api(loop, handler);
     if (auto s = api.listen(socket, ""); !s) {
-        log(s.error());
+        log_error(s.error());
         return 1;
     }
     log("control socket " + socket);
+    // Ready: the program is attached with this host's view in its maps, and the control socket answers.
+    notify::send("READY=1\nSTATUS=attached to " + agent.config().agent.interface + "; control socket " + socket);
     // Housekeeping every 500 ms: next hops of the backends this host forwards to, maps a write left behind.
-    // A SIGHUP while a change is being built is kept and served once that change is live.
-    bool sighup_waiting = false;
+    // A SIGHUP while a change is being built is kept and served once that change is live; the first waiting
+    // SIGHUP's done (it logs the outcome and tells the service manager READY=1) is kept for that reload.
+    std::function<void(Status)> sighup_waiting;
     AgentApi::Reload sighup = [&](std::function<void(Status)> done) {
         if (!agent.changing())
             return reload(std::move(done));
-        sighup_waiting = true;
+        if (!sighup_waiting)
+            sighup_waiting = std::move(done);
         log("SIGHUP while a change is being built: the file is read again once that change is live");
     };
     auto after_events = [&] {
         agent.flush_health();
-        if (sighup_waiting && !agent.changing()) {
-            sighup_waiting = false;
-            reload([](Status s) { log(s ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + s.error()); });
-        }
+        if (sighup_waiting && !agent.changing())
+            reload(std::exchange(sighup_waiting, nullptr));
     };
     ControlLoop{loop, sfd, agent.health(), sighup, log, 500,
                 [&] {
                     agent.refresh_neighbors();
                     api.sweep(monotonic_ns() / 1'000'000);
                 },
-                after_events, &agent.pauses()}
+                after_events, &agent.pauses(), log_warning}
         .run();
     agent.stop();
     ::close(sfd);

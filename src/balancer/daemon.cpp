@@ -8,20 +8,24 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <iostream>
+#include <utility>
 
 #include "daemon/api.h"
 #include "balancer_api.h"
 #include "daemon/control_loop.h"
 #include "controller.h"
 #include "daemon/event_loop.h"
+#include "daemon/log.h"
+#include "daemon/notify.h"
 #include "metrics.h"
 #include "report.h"
 #include "steering.h"
 
 namespace understudy {
 
-static void log(const std::string &msg) { std::cerr << "understudy: " << msg << std::endl; }
+static void log(const std::string &msg) { write_log(LogPriority::info, "understudy: " + msg + "\n"); }
+static void log_warning(const std::string &msg) { write_log(LogPriority::warning, "understudy: " + msg + "\n"); }
+static void log_error(const std::string &msg) { write_log(LogPriority::error, "understudy: " + msg + "\n"); }
 
 static dp::DataplaneOptions dataplane_options(const Config &config, const std::vector<std::string> &extra)
 {
@@ -132,11 +136,11 @@ int run_daemon(const DaemonOptions &o)
 {
     auto loaded = load_config(o.config);
     if (!loaded) {
-        std::cerr << loaded.error() << "\n";
+        write_log(LogPriority::error, loaded.error() + "\n");
         return 2;
     }
     if (auto st = validate_for_dataplane(*loaded); !st) {
-        std::cerr << st.error() << "\n";
+        write_log(LogPriority::error, st.error() + "\n");
         return 2;
     }
     Config initial = std::move(*loaded);
@@ -149,23 +153,23 @@ int run_daemon(const DaemonOptions &o)
     Steering steering;
     if (Steering::wanted(initial)) {
         if (auto st = steering.open(); !st) {
-            log(st.error());
+            log_error(st.error());
             return 1;
         }
         if (auto st = steering.sync(initial); !st) {
-            log(st.error());
+            log_error(st.error());
             return 1;
         }
     }
 
     dp::Dataplane dataplane;
     if (auto st = dataplane.init(dataplane_options(initial, o.eal_args)); !st) {
-        log(st.error());
+        log_error(st.error());
         return 1;
     }
     TelemetryExport::instance().register_commands();
     if (auto st = configure_exception_iface(initial); !st) {
-        log(st.error());
+        log_error(st.error());
         return 1;
     }
 
@@ -173,14 +177,14 @@ int run_daemon(const DaemonOptions &o)
     Controller controller(dataplane, loop, log);
     controller.on_config_applied = [&](const Config &c) {
         if (auto st = steering.sync(c); !st)
-            log(st.error());
+            log_error(st.error());
     };
     controller.extend_stats = [&](Json &j) {
         if (Steering::wanted(controller.config()))
             j["steering"] = steering.counters_json();
     };
     if (auto st = controller.start(initial); !st) {
-        log(st.error());
+        log_error(st.error());
         return 1;
     }
     Reload reload = [&](std::function<void(Status)> done) {
@@ -197,45 +201,47 @@ int run_daemon(const DaemonOptions &o)
     BalancerApi api_handler(controller, loop, reload);
     ApiServer api(loop, api_handler);
     if (auto st = api.listen(initial.control.socket, initial.control.socket_group); !st) {
-        log(st.error());
+        log_error(st.error());
         return 1;
     }
     std::unique_ptr<MetricsServer> metrics;
     if (!initial.control.metrics.empty()) {
         metrics = std::make_unique<MetricsServer>(loop, [&controller] { return render_prometheus(controller); });
         if (auto st = metrics->listen(initial.control.metrics); !st) {
-            log(st.error());
+            log_error(st.error());
             return 1;
         }
     }
     if (auto st = dataplane.start(); !st) {
-        log(st.error());
+        log_error(st.error());
         return 1;
     }
-    log("forwarding: " + std::to_string(initial.vips.size()) + " VIPs, " + std::to_string(initial.pools.size()) +
-        " pools, " + std::to_string(dataplane.workers()) + " workers; control socket " + initial.control.socket +
-        (initial.control.metrics.empty() ? "" : "; metrics http://" + initial.control.metrics + "/metrics"));
+    std::string forwarding = "forwarding: " + std::to_string(initial.vips.size()) + " VIPs, " +
+                             std::to_string(initial.pools.size()) + " pools, " + std::to_string(dataplane.workers()) +
+                             " workers; control socket " + initial.control.socket +
+                             (initial.control.metrics.empty() ? "" : "; metrics http://" + initial.control.metrics + "/metrics");
+    log(forwarding);
+    // Ready only now: the ports are started and the workers poll them (systemd's Type=notify; no-op elsewhere).
+    notify::send("READY=1\nSTATUS=" + forwarding);
 
     // Housekeeping every 200 ms: next hops (so a new backend is reachable quickly), and once a second the
     // copy of the counters DPDK telemetry reads.
     unsigned ticks = 0;
     // A SIGHUP while a change is being built is kept and served once that change is live (an API reload is
-    // refused instead: its caller gets the answer).
-    bool sighup_waiting = false;
+    // refused instead: its caller gets the answer). The first waiting SIGHUP's done (it logs the outcome and
+    // tells the service manager READY=1) is kept for that reload; later ones are served by the same reload.
+    std::function<void(Status)> sighup_waiting;
     Reload sighup = [&](std::function<void(Status)> done) {
         if (!controller.changing())
             return reload(std::move(done));
-        sighup_waiting = true;
+        if (!sighup_waiting)
+            sighup_waiting = std::move(done);
         log("SIGHUP while a change is being built: the file is read again once that change is live");
     };
     auto after_events = [&] {
         controller.flush_health();
-        if (sighup_waiting && !controller.changing()) {
-            sighup_waiting = false;
-            reload([](Status st) {
-                log(st ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + st.error());
-            });
-        }
+        if (sighup_waiting && !controller.changing())
+            reload(std::exchange(sighup_waiting, nullptr));
     };
     ControlLoop{loop, sfd, controller.health(), sighup, log, 200,
                 [&] {
@@ -247,13 +253,13 @@ int run_daemon(const DaemonOptions &o)
                     if (ticks++ % 5 == 0)
                         TelemetryExport::instance().update(controller.stats_json(), controller.backends_json(""));
                 },
-                after_events, &controller.pauses()}
+                after_events, &controller.pauses(), log_warning}
         .run();
     // Stop: workers joined, then the ports stopped and closed. The EAL goes last, in ~Dataplane, once the
     // objects declared after the dataplane (the controller's bucket arrays are hugepage memory) are gone:
     // rte_eal_cleanup() unmaps that memory, and freeing into it afterwards crashed the daemon (exit 139).
     dataplane.stop();
-    std::cerr << stats_text(controller.config(), *dataplane.current(), dataplane.stats());
+    write_log(LogPriority::info, stats_text(controller.config(), *dataplane.current(), dataplane.stats()));
     dataplane.close_ports();
     ::close(sfd);
     return 0;

@@ -1,6 +1,8 @@
 // See control_loop.h.
 #include "control_loop.h"
 
+#include "notify.h"
+
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/resource.h>
@@ -48,12 +50,19 @@ void ControlLoop::run()
         signalfd_siginfo si;
         while (read(signal_fd, &si, sizeof si) == sizeof si) {
             if (si.ssi_signo == SIGHUP) {
-                auto say = log;
-                reload([say](Status st) {
-                    say(st ? "SIGHUP: configuration reloaded" : "SIGHUP: reload rejected, nothing changed:\n" + st.error());
+                // MONOTONIC_USEC: systemd 253's Type=notify-reload wants it with RELOADING=1; older ones ignore it.
+                notify::send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_ns() / 1000));
+                auto say = log, complain = warn ? warn : log;
+                reload([say, complain](Status st) {
+                    if (st)
+                        say("SIGHUP: configuration reloaded");
+                    else
+                        complain("SIGHUP: reload rejected, nothing changed:\n" + st.error());
+                    notify::send("READY=1");  // serving again: the new config, or the old one kept
                 });
             } else {
                 log(std::string("signal ") + strsignal(int(si.ssi_signo)) + ": stopping");
+                notify::send("STOPPING=1");
                 running = false;
             }
         }
@@ -68,6 +77,19 @@ void ControlLoop::run()
         [[maybe_unused]] ssize_t n = read(tfd, &expirations, sizeof expirations);
         housekeeping();
     });
+    // The watchdog is fed from this loop's own timer: a control thread stuck anywhere stops feeding it.
+    int wfd = -1;
+    if (uint64_t usec = notify::watchdog_usec() / 2) {
+        wfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        timespec half{time_t(usec / 1'000'000), long(usec % 1'000'000) * 1000};
+        itimerspec feed{half, half};
+        timerfd_settime(wfd, 0, &feed, nullptr);
+        loop.add(wfd, EPOLLIN, [&, wfd](uint32_t) {
+            uint64_t expirations;
+            [[maybe_unused]] ssize_t n = read(wfd, &expirations, sizeof expirations);
+            notify::send("WATCHDOG=1");
+        });
+    }
 
     while (running) {
         int timeout = health.next_timeout_ms();
@@ -77,6 +99,10 @@ void ControlLoop::run()
             after_events();
         if (pauses && busy_since)
             pauses->record(monotonic_ns() - busy_since);
+    }
+    if (wfd >= 0) {
+        loop.remove(wfd);
+        ::close(wfd);
     }
     loop.remove(tfd);
     loop.remove(health.fd());

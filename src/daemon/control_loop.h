@@ -1,6 +1,7 @@
 // The control thread's main loop, the same for the balancer and the agent: signals (SIGHUP reloads,
 // SIGINT/SIGTERM stop), health probes when due, and a periodic housekeeping callback, all on one
-// EventLoop that the caller has also given its API socket (and metrics endpoint).
+// EventLoop that the caller has also given its API socket (and metrics endpoint). It also tells the service
+// manager (notify.h) about reloads and stopping, and feeds its watchdog: only a loop that turns keeps it fed.
 #pragma once
 
 #include <functional>
@@ -42,8 +43,10 @@ struct ControlLoop {
     std::function<void()> housekeeping;
     std::function<void()> after_events;  // after each round of events (verdicts that came together, together)
     ControlPauses *pauses = nullptr;
+    std::function<void(const std::string &)> warn;  // a rejected reload; null: log
 
-    // Returns when SIGINT or SIGTERM arrives.
+    // Returns when SIGINT or SIGTERM arrives (having sent STOPPING=1). With $WATCHDOG_USEC set, sends
+    // WATCHDOG=1 every half interval; a SIGHUP sends RELOADING=1, and READY=1 once the reload is done.
     void run();
 };
 
