@@ -12,7 +12,7 @@ packages=(
     libbpf-dev libxdp-dev bpftool clang llvm libclang-rt-14-dev libelf-dev zlib1g-dev
     libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev nlohmann-json3-dev
     python3 python3-cryptography python3-scapy python3-numpy python3-matplotlib iproute2 iputils-ping curl procps ethtool linux-perf nftables
-    wrk iperf3
+    wrk iperf3 systemd
     libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev
 )
 
