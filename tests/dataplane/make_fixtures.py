@@ -29,6 +29,9 @@ from scapy.packet import Raw
 
 conf.verb = 0
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+import quic_lb_ref  # noqa: E402
+
 TCP_, UDP_, ICMP_, ICMP6_ = 6, 17, 1, 58
 
 # The test world (test_replay.py builds its config from these).
@@ -43,6 +46,12 @@ VIP4_X = "192.0.2.40"       # gue across families: IPv4 VIP on the IPv6 pool web
 VIP4_EMPTY = "192.0.2.50"   # gue, pool empty (no backends): 80/tcp
 VIP4_NOCONN = "192.0.2.60"  # gue, pool web4, conn_table = false: 8080/udp
 VIP4_TINY = "192.0.2.70"    # gue, pool tiny (one enabled server, one draining): 80/tcp
+VIP4_QUIC = "192.0.2.80"    # gue, pool web4, conn_table = false, QUIC-LB (QUIC_LB below): 443/udp
+
+# The QUIC VIP's QUIC-LB configurations (docs/quic-lb.md), by codepoint: (server ID length, nonce length, key).
+# Server IDs are the backends' ids, big-endian (the default). test_replay.py writes them into its config.
+QUIC_KEY = "8f95f09245765f80256934e50c66207f"
+QUIC_LB = {1: (2, 8, QUIC_KEY), 3: (1, 6, None), 5: (4, 12, QUIC_KEY)}  # four-pass, plaintext, single pass
 
 # The balancer's port, as the clients' router sees it: the MAC of replay's net_pcap port (DPDK's net_pcap
 # names its first device 02:70:63:61:70:00, "pcap" and the device index). Frames to another unicast MAC
@@ -180,6 +189,50 @@ def plain_flows(b):
     flows(b, rng, "noconn", 6, rand_v4, VIP4_NOCONN, 8080, UDP_, packets=(2, 3), tags=("v4", "gue", "udp", "noconn"))
     flows(b, rng, "tiny", 10, rand_v4, VIP4_TINY, 80, TCP_, packets=(1, 1), tags=("v4", "gue", "tcp", "tiny"))
     flows(b, rng, "empty", 3, rand_v4, VIP4_EMPTY, 80, TCP_, packets=(1, 2), tags=("v4", "gue", "tcp", "empty"))
+
+
+def quic_configs():
+    return {cp: quic_lb_ref.Config(cp, sid, nonce, bytes.fromhex(key) if key else None)
+            for cp, (sid, nonce, key) in QUIC_LB.items()}
+
+
+def quic(b):
+    """QUIC packets to the QUIC-LB VIP: short headers (1-RTT) and Handshake packets whose destination CID
+    names a backend of web4 (enabled, draining, weight 0, disabled, and down in the down run), and ones routed
+    by the 4-tuple: codepoint 7, a server ID of no backend, an Initial (the client chose its DCID), a packet
+    too short to hold a CID. The CIDs are minted by tools/quic_lb_ref.py."""
+    rng = random.Random(443)
+    configs = quic_configs()
+
+    def packet(name, payload, tags=()):
+        src, sport = rand_v4(rng), rng.randrange(1024, 65536)
+        ip = b.udp(src, sport, VIP4_QUIC, 443, payload=payload)
+        b.vip(name, "QUIC " + name, ip, (src, sport, VIP4_QUIC, 443, UDP_), (VIP4_QUIC, 443, UDP_),
+              tags={"v4", "gue", "udp", "quic"} | set(tags))
+
+    def cid(cp, backend):
+        c = configs[cp]
+        return quic_lb_ref.encode(c, backend.to_bytes(c.sid_len, "big"), rng.randbytes(c.nonce_len))
+
+    for cp in sorted(configs):
+        for backend in (1, 2, 3, 4, 5, 6, 1, 2, 4):
+            dcid = cid(cp, backend)
+            packet("quic-short-cp%d-b%d-%d" % (cp, backend, rng.randrange(1 << 16)),
+                   bytes([0x40 | rng.randrange(64)]) + dcid + rng.randbytes(20))
+        dcid = cid(cp, 4)
+        # Handshake (v1 type 2) and RFC 9369 v2 Handshake (type 3): the DCID is the server's.
+        packet("quic-handshake-v1-cp%d" % cp, bytes([0xE0]) + struct.pack("!IB", 1, len(dcid)) + dcid + b"\0" * 24)
+        packet("quic-handshake-v2-cp%d" % cp,
+               bytes([0xF0]) + struct.pack("!IB", 0x6b3343cf, len(dcid)) + dcid + b"\0" * 24)
+        packet("quic-unknown-sid-cp%d" % cp, bytes([0x41]) + cid(cp, 0x99 if cp == 3 else 99) + rng.randbytes(20),
+               tags={"quic-unroutable"})
+    packet("quic-codepoint-7", bytes([0x40]) + bytes([0xE0 | 17]) + rng.randbytes(30), tags={"quic-unroutable"})
+    packet("quic-unconfigured-codepoint", bytes([0x40]) + bytes([0x00 | 9]) + rng.randbytes(30),
+           tags={"quic-unroutable"})
+    dcid = cid(1, 1)
+    packet("quic-initial", bytes([0xC0]) + struct.pack("!IB", 1, len(dcid)) + dcid + b"\0" * 24,
+           tags={"quic-unroutable"})
+    packet("quic-short-too-short", bytes([0x40]) + cid(1, 1)[:5], tags={"quic-unroutable"})
 
 
 def full_size(b):
@@ -676,6 +729,7 @@ def main_fixtures():
     fragments(b)
     non_vip(b)
     malformed(b)
+    quic(b)
     items = interleave(b.items)
     check_unique(items)
     return items

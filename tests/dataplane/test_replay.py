@@ -199,7 +199,19 @@ address = "{fx.VIP4_TINY}"
 port = 80
 protocol = "tcp"
 pool = "tiny"
-"""
+
+[[vip]]
+address = "{fx.VIP4_QUIC}"
+port = 443
+protocol = "udp"
+pool = "web4"
+conn_table = false
+""" + "".join(f"""  [[vip.quic_lb]]
+  codepoint = {cp}
+  server_id_len = {sid}
+  nonce_len = {nonce}
+""" + (f"""  key = "{key}"
+""" if key else "") for cp, (sid, nonce, key) in sorted(fx.QUIC_LB.items()))
 
 # Room for the full-size 1500-byte fixtures through gue over IPv6 (1500 + 76 bytes); the MTU tests below
 # run the default (1500) and others.
@@ -220,7 +232,42 @@ PROTO = {"tcp": 6, "udp": 17}
 DEFAULT_SOURCE_V4 = "198.18.0.1"
 DEFAULT_SOURCE_V6 = "2001:db8:ffff::1"
 GUE_PORT = 6080
-F_PINNED, F_FAILOVER = 0x01, 0x02
+F_PINNED, F_FAILOVER, F_QUIC_PRIMARY = 0x01, 0x02, 0x04
+QUIC_V2 = 0x6b3343cf  # RFC 9369
+
+
+def quic_named(configs, inner):
+    """The server ID (an int) the destination CID of a UDP packet names under the VIP's QUIC-LB configurations,
+    or None when the packet is routed by its 4-tuple (docs/quic-lb.md), read here from RFC 9000's header
+    formats and decoded by tools/quic_lb_ref.py."""
+    if inner[0] >> 4 != 4 or inner[9] != 17:
+        return None
+    payload = inner[(inner[0] & 15) * 4 + 8:]
+    if len(payload) < 2:
+        return None
+    if payload[0] & 0x80:  # long header: version, DCID length, DCID
+        if len(payload) < 6:
+            return None
+        version, kind = struct.unpack("!I", payload[1:5])[0], (payload[0] >> 4) & 3
+        if version == 1:
+            client_chosen = kind in (0, 1)  # Initial, 0-RTT
+        elif version == QUIC_V2:
+            client_chosen = kind in (1, 2)
+        else:
+            client_chosen = True  # an unknown version's types are unknown
+        n = payload[5]
+        if client_chosen or n == 0 or n > 20 or len(payload) < 6 + n:
+            return None
+        cid = payload[6:6 + n]
+    else:  # short header: the CID's own codepoint gives its length
+        config = configs.get(payload[1] >> 5)
+        if config is None or len(payload) - 1 < 1 + config.plaintext_len:
+            return None
+        cid = payload[1:2 + config.plaintext_len]
+    try:
+        return int.from_bytes(fx.quic_lb_ref.decode(configs, cid)[1], "big")
+    except fx.quic_lb_ref.Unroutable:
+        return None
 
 
 def setUpModule():
@@ -325,7 +372,10 @@ class World:
         for v in self.cfg.get("vip", []):
             self.vips.append({"address": v["address"], "port": v["port"], "proto": PROTO[v.get("protocol", "tcp")],
                               "pool": v["pool"], "method": v.get("method", "gue"),
-                              "affinity": v.get("affinity", "flow"), "conn_table": v.get("conn_table", True)})
+                              "affinity": v.get("affinity", "flow"), "conn_table": v.get("conn_table", True),
+                              "quic": {q["codepoint"]: fx.quic_lb_ref.Config(
+                                  q["codepoint"], q["server_id_len"], q["nonce_len"],
+                                  bytes.fromhex(q["key"]) if "key" in q else None) for q in v.get("quic_lb", [])}})
         self.vip_index = {}
         for i, v in enumerate(self.vips):
             self.vip_index[(ipaddress.ip_address(v["address"]), v["port"], v["proto"])] = i
@@ -363,12 +413,20 @@ class World:
         view = self.views[vip["pool"]]
         bucket = ref.bucket_of(h, view.table_bits)
         ordering, primary, serving = view.primary_serving(bucket)
+        quic_flag = 0
+        if vip["quic"] and "frag" not in f.tags and "icmp" not in f.tags:
+            named = quic_named(vip["quic"], f.inner)
+            if named is not None and any(b["id"] == named for b in self.pools[vip["pool"]].get("backend", [])):
+                # The CID names the primary; it serves while operational, else the 4-tuple's server does.
+                primary, quic_flag = named, F_QUIC_PRIMARY
+                if named in view.operational:
+                    serving = named
         e = Expect(vi, vip, h, bucket, ordering, primary, serving, pool_digest=self.digests[vip["pool"]])
         if serving is None:
             return e
         e.backend = self.backend(vip["pool"], serving)
         e.dst_mac = self.mac_of(e.backend)
-        e.flags = F_FAILOVER if serving != primary else 0
+        e.flags = quic_flag | (F_FAILOVER if serving != primary else 0)
         inner = len(f.inner)
         outer_ip = 20 if family(e.backend["address"]) == 4 else 40
         e.out_len = {"gue": 14 + outer_ip + 8 + 28 + inner, "ipip": 14 + outer_ip + inner,
@@ -701,7 +759,7 @@ class ReplayTest(unittest.TestCase):
     # ---------------------------------------------------------------- by kind of traffic
 
     SPECIAL = ("vlan", "options", "ext", "frag", "icmp", "padding", "affinity", "cross", "big", "tiny", "empty",
-               "noconn")
+               "noconn", "quic")
 
     def test_ipv4_tcp_gue(self):
         self.check_fixtures(self.select(("v4", "tcp", "gue"), self.SPECIAL))
@@ -798,10 +856,14 @@ class ReplayTest(unittest.TestCase):
     # ---------------------------------------------------------------- server states
 
     def test_drain_and_weight_zero_receive_nothing_while_others_serve(self):
-        sent = [(e.vip["pool"], e.serving) for e in self.up.expect.values() if e and e.forwarded]
+        # A QUIC CID that names a draining server still reaches it (its connection lives there):
+        # test_quic_lb_routes_by_connection_id; here only what the ordering chooses.
+        forwarded = [e for e in self.up.expect.values() if e and e.forwarded]
+        sent = [(e.vip["pool"], e.serving) for e in forwarded if not e.flags & F_QUIC_PRIMARY]
         for pool, bid in (("web4", 3), ("web4", 6), ("tiny", 22)):
             self.assertNotIn((pool, bid), sent, "the oracle sends traffic to a draining server")
-            self.assertEqual(self.backend_stats(self.up_run, pool, bid)["packets"], 0, f"{pool} {bid}")
+            by_cid = sum(1 for e in forwarded if e.flags & F_QUIC_PRIMARY and (e.vip["pool"], e.serving) == (pool, bid))
+            self.assertEqual(self.backend_stats(self.up_run, pool, bid)["packets"], by_cid, f"{pool} {bid}")
         for e in self.up.expect.values():
             if e and e.vip["pool"] == "web4":
                 self.assertEqual(set(e.ordering[-2:]), {3, 6}, "weight 0 sorts last")
@@ -815,7 +877,35 @@ class ReplayTest(unittest.TestCase):
         for f in moved:
             if self.up.expect[f.name].vip["method"] == "gue":
                 pd = self.up.frame[f.name][-len(f.inner) - 24:-len(f.inner)]
-                self.assertEqual((pd[3], be32(pd[4:8])), (F_FAILOVER, 5), f.name)
+                quic = F_QUIC_PRIMARY if "quic" in f.tags else 0  # a CID naming server 5 (test_quic_lb_...)
+                self.assertEqual((pd[3], be32(pd[4:8])), (F_FAILOVER | quic, 5), f.name)
+
+    def test_quic_lb_routes_by_connection_id(self):
+        """A QUIC VIP: the server a packet's destination CID names, while it is operational (also draining or
+        at weight 0), with QUIC_PRIMARY and that server as the header's primary; the 4-tuple's server when it
+        is disabled or down, the header still naming it; the 4-tuple alone when the CID names nobody."""
+        quic = self.select(("quic",))
+        for outcome in (self.up, self.down):
+            self.check_fixtures(quic, outcome)
+        by_cid = [f for f in quic if "quic-unroutable" not in f.tags]
+        self.assertGreaterEqual(len(by_cid), 30, "coverage")
+        for f in by_cid:
+            self.assertTrue(self.up.expect[f.name].flags & F_QUIC_PRIMARY, f"{f.name}: the oracle reads its CID")
+        for f in self.select(("quic-unroutable",)):
+            self.assertFalse(self.up.expect[f.name].flags & F_QUIC_PRIMARY, f"{f.name}: routed by the 4-tuple")
+        # The CID, not the 4-tuple, chose: most of these go elsewhere than their 4-tuple's server would.
+        world = self.up.world
+        elsewhere = 0
+        for f in by_cid:
+            e = self.up.expect[f.name]
+            _, _, tuple_serving = world.views["web4"].primary_serving(e.bucket)
+            elsewhere += e.serving != tuple_serving
+        self.assertGreaterEqual(elsewhere, len(by_cid) // 3, "coverage: CIDs that outrank the 4-tuple")
+        # A CID naming a server that is down in the down run (2) goes by the 4-tuple there.
+        moved = [f for f in by_cid if self.up.expect[f.name].primary == 2]
+        self.assertGreaterEqual(len(moved), 3, "coverage: CIDs naming the server that goes down")
+        for f in moved:
+            self.assertNotEqual(self.down.expect[f.name].serving, 2, f.name)
 
     def test_pool_without_backends_drops_no_server(self):
         fixtures = self.select(("empty",))
@@ -841,7 +931,8 @@ class ReplayTest(unittest.TestCase):
                 if up.vip["method"] == "gue" and up.serving == up.primary:
                     a = self.up.frame[f.name][-len(f.inner) - 24:-len(f.inner)]
                     b = self.down.frame[f.name][-len(f.inner) - 24:-len(f.inner)]
-                    self.assertEqual((a[3], b[3]), (0, F_FAILOVER), "FAILOVER flag")
+                    quic = up.flags & F_QUIC_PRIMARY  # the CID named the server that went down
+                    self.assertEqual((a[3], b[3]), (quic, quic | F_FAILOVER), "FAILOVER flag")
                     self.assertEqual(a[4:20], b[4:20], "primary_id, session_hash, pool_digest")
                 moved[up.vip["pool"]] += 1
         self.assertGreaterEqual(moved["web4"], 20, "coverage: web4 flows whose primary is down")
