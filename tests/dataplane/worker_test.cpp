@@ -379,7 +379,8 @@ rte_mbuf *udp_frame(uint32_t vip, uint8_t host, uint16_t sport, const std::vecto
     uint16_t udp_len = uint16_t(8 + payload.size());
     udp[4] = uint8_t(udp_len >> 8);
     udp[5] = uint8_t(udp_len);
-    std::memcpy(udp + 8, payload.data(), payload.size());
+    if (!payload.empty())  // an empty vector's data() may be null, which memcpy must never get
+        std::memcpy(udp + 8, payload.data(), payload.size());
     return m;
 }
 
