@@ -30,9 +30,10 @@ fi
 # The unit and dataplane tests, less two kinds that would only repeat themselves: the fuzz-* tests (their
 # targets are clang's ASan + UBSan builds in both build directories) and "quiclb reference" (500 runs of
 # understudyctl quic-cid, 150 s under ASan; the codec it drives runs under ASan in the quiclb test, the CLI's
-# parsing in the understudyctl test). Only what these need is built.
+# parsing in the understudyctl test). Not control-netns either: its loss-free republishing check times a
+# neighbour entry against ASan's slowdown (one no_next_hop drop in one of two runs). Only what these need is built.
 asan_tests=(core snapshot conn_table worker parser quiclb health cluster-view understudyctl "understudyctl plan"
-    "quic lookup" replay port stop daemon-netns control-netns)
+    "quic lookup" replay port stop daemon-netns)
 asan_targets=(src/balancer/understudy src/cli/understudyctl src/agent/understudy-agent
     tests/core/core_tests tests/dataplane/dataplane_tests tests/dataplane/conn_table_tests
     tests/dataplane/worker_tests tests/fuzz/parser_tests tests/quiclb/quiclb_tests tests/daemon/health_test
